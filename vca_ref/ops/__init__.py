@@ -1,0 +1,13 @@
+"""Pure forward/backward op pairs.  ``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache) -> grads``."""
+from .activations import gelu_backward, gelu_forward, silu_backward, silu_forward
+from .dwconv import dwconv3x3_backward, dwconv3x3_forward
+from .lambdas import (diff_combine_backward, diff_combine_forward, lambda_backward, lambda_forward,
+                      lambda_init_for_layer)
+from .layernorm import layernorm_backward, layernorm_forward
+from .linear import linear_backward, linear_forward
+from .losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
+from .modulate import modulate_backward, modulate_forward
+from .patch_embed import patch_embed_backward, patch_embed_forward
+from .pooling import adaptive_avg_pool_backward, adaptive_avg_pool_forward
+from .rmsnorm import rmsnorm_backward, rmsnorm_forward
+from .softmax import softmax_backward, softmax_forward

@@ -1,0 +1,39 @@
+"""Input validation shared by ops and modules: clear errors naming the problem."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+
+
+def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | None = None,
+                finite: bool = True):
+    """Validate an array argument and return it unchanged.
+
+    Raises ``TypeError`` for non-arrays, integer/bool/complex dtypes or a dtype other than
+    ``dtype``; ``ValueError`` for a wrong rank, a wrong last dimension or NaN/inf values.
+    """
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise TypeError(f"{name} must be a NumPy/CuPy array, got {type(x).__name__}")
+    if np.dtype(x.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
+    if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
+        raise TypeError(f"{name} has dtype {x.dtype} but the parameters are {np.dtype(dtype)}; "
+                        f"cast the input or call module.to(dtype=...)")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have rank {ndim}, got shape {tuple(x.shape)}")
+    if last is not None and x.shape[-1] != last:
+        raise ValueError(f"{name} must have last dimension {last}, got shape {tuple(x.shape)}")
+    if finite:
+        xp = get_array_module(x)
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or inf values")
+    return x
+
+
+def check_same_dtype(**arrays):
+    """Raise ``TypeError`` if the given arrays do not all share one float dtype."""
+    dts = {k: np.dtype(v.dtype) for k, v in arrays.items() if v is not None}
+    if len(set(dts.values())) > 1:
+        desc = ", ".join(f"{k}={v}" for k, v in dts.items())
+        raise TypeError(f"mixed dtypes are not supported ({desc}); use one of float32/float64")

@@ -1,0 +1,38 @@
+"""RMSNorm over the last axis (the per-stage norm of VCA).
+
+Shapes:  z (..., d)   w (d,)   y (..., d)
+
+Forward:
+    rstd = 1 / sqrt(mean(z^2) + eps)      zhat = z * rstd      y = zhat * w
+
+Backward (dy given), with g = dy * w:
+    dz = rstd * (g - zhat * mean(g * zhat))
+    dw = sum_rows dy * zhat
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class RMSNormCache(NamedTuple):
+    zhat: object    # (..., d) normalised input
+    rstd: object    # (..., 1)
+    w: object       # (d,)
+
+
+def rmsnorm_forward(z, w, eps: float = 1e-5):
+    """``y = z / sqrt(mean_d(z^2) + eps) * w``; z (..., d), w (d,)."""
+    rstd = 1.0 / ((z * z).mean(axis=-1, keepdims=True) + eps) ** 0.5   # (..., 1)
+    zhat = z * rstd                                                   # (..., d)
+    return zhat * w, RMSNormCache(zhat=zhat, rstd=rstd, w=w)
+
+
+def rmsnorm_backward(dy, cache: RMSNormCache):
+    """Return ``(dz, dw)``."""
+    zhat, rstd, w = cache.zhat, cache.rstd, cache.w
+    d = zhat.shape[-1]
+    dw = (dy * zhat).reshape(-1, d).sum(axis=0)                       # (d,)
+    g = dy * w                                                        # y = zhat * w
+    # zhat = z * rstd,  rstd = (mean(z^2) + eps)^-1/2
+    dz = rstd * (g - zhat * (g * zhat).mean(axis=-1, keepdims=True))  # (..., d)
+    return dz, dw
