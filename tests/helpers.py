@@ -1,0 +1,218 @@
+"""Shared test helpers: the VCA option matrix, random parameters, tensor comparison."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from vca_ref import MultiHeadSelfAttention, VisualContrastAttention, ops
+from vca_ref.ops.attention import mhsa_backward, mhsa_forward
+from vca_ref.ops.vca import vca_backward, vca_forward
+
+# Tiny base layer: C=8, h=2 (d=4), a non-square 3x4 grid pooled to an uneven 2x3 grid
+# (3/2 and 4/3 do not divide: the bins overlap), one prefix token, block 3.
+BASE = dict(dim=8, num_heads=2, grid_size=(3, 4), pool_size=(2, 3), num_prefix_tokens=1,
+            layer_index=3)
+
+# Every option combination that changes the computation (id -> overrides of BASE).
+VCA_CASES = {
+    "default": {},
+    "separate_softmax": dict(stage2_softmax="separate"),
+    "tied": dict(tied_embeddings=True),
+    "tied_separate": dict(tied_embeddings=True, stage2_softmax="separate"),
+    "no_pool": dict(pool_queries=False),
+    "no_dwconv": dict(use_dwconv=False),
+    "diff_stage1": dict(differential="stage1"),
+    "diff_stage2": dict(differential="stage2"),
+    "diff_stage2_separate": dict(differential="stage2", stage2_softmax="separate"),
+    "diff_none": dict(differential="none"),
+    "prefix0": dict(num_prefix_tokens=0),
+    "prefix0_layer0": dict(num_prefix_tokens=0, layer_index=0),
+    "layer11": dict(layer_index=11),
+    "one_head": dict(num_heads=1),
+    "four_heads": dict(num_heads=4),
+    "square_uneven": dict(grid_size=(3, 3), pool_size=(2, 2)),
+    "even_pool": dict(grid_size=(4, 2), pool_size=(2, 1)),
+    "pool_is_grid": dict(grid_size=(2, 3), pool_size=(2, 3)),
+    "pool_1x1": dict(pool_size=(1, 1)),
+    "tall_grid": dict(grid_size=(5, 2), pool_size=(3, 2)),
+    "everything_off": dict(num_prefix_tokens=0, pool_queries=False, use_dwconv=False,
+                           differential="stage1", tied_embeddings=True),
+    "stage2_no_pool_no_conv": dict(differential="stage2", pool_queries=False, use_dwconv=False),
+}
+
+
+def vca_kwargs(case: str) -> dict:
+    return {**BASE, **VCA_CASES[case]}
+
+
+def random_state(module, seed: int) -> dict:
+    """Random non-zero values for EVERY parameter (norm weights too: never the 0/1 init)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, p in module.state_dict().items():
+        if name in ("e_pos", "e_neg"):
+            v = rng.standard_normal(p.shape)                     # N(0, 1), as the SPEC init
+        elif name.endswith("norm.weight"):
+            v = 1.0 + 0.5 * rng.standard_normal(p.shape)         # around 1, never exactly 1
+        else:
+            v = 0.5 * rng.standard_normal(p.shape)               # weights, biases, lambdas, conv
+        out[name] = v
+    return out
+
+
+def make_vca(case_or_kwargs, seed: int = 0, dtype=np.float64) -> VisualContrastAttention:
+    kw = vca_kwargs(case_or_kwargs) if isinstance(case_or_kwargs, str) else dict(case_or_kwargs)
+    m = VisualContrastAttention(**kw, seed=seed, dtype=np.float64)
+    m.load_state_dict(random_state(m, seed + 100))
+    return m.to(dtype=dtype)
+
+
+def make_mhsa(dim: int = 8, num_heads: int = 2, seed: int = 0, dtype=np.float64):
+    m = MultiHeadSelfAttention(dim, num_heads, seed=seed, dtype=np.float64)
+    m.load_state_dict(random_state(m, seed + 100))
+    return m.to(dtype=dtype)
+
+
+def tokens(module, batch: int = 2, seed: int = 0, dtype=np.float64):
+    """A random input (B, N, C) for a module (N = P + H*W for VCA, 7 for MHSA)."""
+    N = module.config.num_tokens if hasattr(module, "config") else 7
+    return np.random.default_rng(seed).standard_normal((batch, N, module.dim)).astype(dtype)
+
+
+def rel_err(ours, ref, floor: float = 0.0) -> float:
+    """Relative error  max_i |ours_i - ref_i| / max(max_j |ref_j|, floor, 1e-300).
+
+    Normwise: every entry's error is measured against the tensor's scale (its largest
+    magnitude), so entries that are ~0 by symmetry (the key bias, whose gradient is zero by
+    softmax's shift invariance) are not divided by their own round-off.  ``floor`` lifts the
+    scale of a tensor that is itself ~0 (see :func:`compare`); 1e-300 only guards 0/0.
+    """
+    ours = np.asarray(ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    return float(np.max(np.abs(ours - ref), initial=0.0)
+                 / max(float(np.max(np.abs(ref), initial=0.0)), floor, 1e-300))
+
+
+def compare(pairs: dict, tol: float) -> None:
+    """Assert ``rel_err(ours, ref, floor) <= tol`` for every named pair ``(ours, ref)``.
+
+    ``floor`` = 1e-2 x the largest magnitude over ALL the reference tensors of the call, so a
+    tensor whose true value is ~0 through a cancellation (the lambda gradients when E+ = E-,
+    which RMSNorm's scale invariance makes ~1e-4 of the other gradients) is compared on the
+    scale of the quantities it was computed from, not on its own round-off.  The shape and
+    dtype of each pair must match.  On failure the message lists every tensor's error.
+    """
+    scale = max(float(np.max(np.abs(np.asarray(r, dtype=np.float64)), initial=0.0))
+                for _, r in pairs.values())
+    floor = 1e-2 * scale
+    errs = {}
+    for name, (ours, ref) in pairs.items():
+        ours, ref = np.asarray(ours), np.asarray(ref)
+        assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != reference {ref.shape}"
+        assert ours.dtype == ref.dtype, f"{name}: dtype {ours.dtype} != reference {ref.dtype}"
+        errs[name] = rel_err(ours, ref, floor)
+    bad = {k: v for k, v in errs.items() if not v <= tol}
+    assert not bad, (f"relative error above {tol:g} for {sorted(bad)}:\n"
+                     + "\n".join(f"  {k:<22} {v:.3e}" for k, v in errs.items()))
+
+
+# --------------------------------------------------------------------------- op table
+# One entry per op pair (and per mode that changes the math).  ``inputs`` are the
+# differentiable arrays in forward-argument order, ``consts`` the fixed arguments.
+
+@dataclass
+class OpCase:
+    name: str
+    inputs: dict                         # name -> float64 array (differentiable)
+    forward: Callable                    # forward(inputs) -> (out, cache)
+    backward: Callable                   # backward(dout, cache) -> {name: grad}
+    consts: dict = field(default_factory=dict)
+
+    def cast(self, dtype) -> "OpCase":
+        return OpCase(self.name, {k: np.asarray(v).astype(dtype) for k, v in self.inputs.items()},
+                      self.forward, self.backward, self.consts)
+
+
+def _pair_case(name, fwd, bwd, inputs, **consts) -> OpCase:
+    names = list(inputs)
+
+    def forward(inp):
+        return fwd(*(inp[n] for n in names), **consts)
+
+    def backward(dout, cache):
+        g = bwd(dout, cache)
+        g = g if isinstance(g, tuple) else (g,)
+        return {n: gi for n, gi in zip(names, g) if gi is not None}
+    return OpCase(name, inputs, forward, backward, consts)
+
+
+def _vca_case(name, case) -> OpCase:
+    m = make_vca(case, seed=7)
+    cfg = m.config
+
+    def forward(inp):
+        return vca_forward(inp["x"], {k: v for k, v in inp.items() if k != "x"}, cfg)
+
+    def backward(dout, cache):
+        dx, g = vca_backward(dout, cache)
+        return {"x": dx, **g}
+    return OpCase(name, {"x": tokens(m, seed=8), **m.state_dict()}, forward, backward,
+                  {"cfg": cfg})
+
+
+def op_cases() -> dict[str, OpCase]:
+    """Every op pair with tiny random float64 inputs (fixed seeds)."""
+    r = np.random.default_rng(1234)
+    n = r.standard_normal
+    ce_labels = np.array([0, 5, 2, 2])
+    cases = [
+        _pair_case("linear", ops.linear_forward, ops.linear_backward,
+                   dict(x=n((2, 3, 5)), w=n((4, 5)), b=n(4))),
+        _pair_case("linear_nobias", ops.linear_forward, ops.linear_backward,
+                   dict(x=n((2, 3, 5)), w=n((4, 5)))),
+        _pair_case("layernorm_affine", ops.layernorm_forward, ops.layernorm_backward,
+                   dict(x=n((2, 3, 6)), w=1 + 0.5 * n(6), b=n(6)), eps=1e-5),
+        _pair_case("layernorm_plain", ops.layernorm_forward, ops.layernorm_backward,
+                   dict(x=n((2, 3, 6))), eps=1e-6),
+        _pair_case("rmsnorm", ops.rmsnorm_forward, ops.rmsnorm_backward,
+                   dict(z=n((2, 3, 5)), w=1 + 0.5 * n(5)), eps=1e-5),
+        _pair_case("gelu_erf", ops.gelu_forward, ops.gelu_backward, dict(x=2 * n((3, 7))),
+                   approximate="none"),
+        _pair_case("gelu_tanh", ops.gelu_forward, ops.gelu_backward, dict(x=2 * n((3, 7))),
+                   approximate="tanh"),
+        _pair_case("silu", ops.silu_forward, ops.silu_backward, dict(x=3 * n((3, 7)))),
+        _pair_case("softmax", ops.softmax_forward, ops.softmax_backward, dict(x=2 * n((2, 3, 6)))),
+        _pair_case("pool_uneven", ops.adaptive_avg_pool_forward, ops.adaptive_avg_pool_backward,
+                   dict(x=n((2, 2, 5 * 7, 3))), grid=(5, 7), pool=(3, 4)),
+        _pair_case("pool_uneven_tall", ops.adaptive_avg_pool_forward, ops.adaptive_avg_pool_backward,
+                   dict(x=n((2, 7 * 3, 2))), grid=(7, 3), pool=(4, 2)),
+        _pair_case("pool_even", ops.adaptive_avg_pool_forward, ops.adaptive_avg_pool_backward,
+                   dict(x=n((2, 4 * 6, 3))), grid=(4, 6), pool=(2, 3)),
+        _pair_case("dwconv", ops.dwconv3x3_forward, ops.dwconv3x3_backward,
+                   dict(x=n((2, 3, 4, 5)), w=n((5, 1, 3, 3)), b=n(5))),
+        _pair_case("lambda", ops.lambda_forward, ops.lambda_backward,
+                   dict(lq1=0.5 * n(4), lk1=0.5 * n(4), lq2=0.5 * n(4), lk2=0.5 * n(4)),
+                   lambda_init=ops.lambda_init_for_layer(2)),
+        _pair_case("diff_combine", ops.diff_combine_forward, ops.diff_combine_backward,
+                   dict(a=n((2, 3, 4)), b=n((2, 3, 4)), lam=np.asarray(0.3 + n()))),
+        _pair_case("modulate", ops.modulate_forward, ops.modulate_backward,
+                   dict(x=n((2, 3, 5)), shift=n((2, 5)), scale=n((2, 5)))),
+        _pair_case("patch_embed", ops.patch_embed_forward, ops.patch_embed_backward,
+                   dict(img=n((2, 3, 4, 6)), w=n((5, 3, 2, 2)), b=n(5))),
+        _pair_case("cross_entropy", ops.cross_entropy_forward, ops.cross_entropy_backward,
+                   dict(logits=2 * n((4, 6))), labels=ce_labels, label_smoothing=0.0),
+        _pair_case("cross_entropy_smooth", ops.cross_entropy_forward, ops.cross_entropy_backward,
+                   dict(logits=2 * n((4, 6))), labels=ce_labels, label_smoothing=0.1),
+        _pair_case("mse", ops.mse_forward, ops.mse_backward,
+                   dict(pred=n((2, 3, 4)), target=n((2, 3, 4)))),
+        _pair_case("mhsa", mhsa_forward, mhsa_backward,
+                   dict(x=n((2, 5, 8)), qkv_w=0.5 * n((24, 8)), qkv_b=0.5 * n(24),
+                        proj_w=0.5 * n((8, 8)), proj_b=0.5 * n(8)), num_heads=2),
+        _vca_case("vca", "default"),
+        _vca_case("vca_separate_tied_noconv", dict(vca_kwargs("tied_separate"), use_dwconv=False)),
+        _vca_case("vca_stage1_nopool", dict(vca_kwargs("diff_stage1"), pool_queries=False)),
+    ]
+    return {c.name: c for c in cases}
