@@ -1,6 +1,7 @@
 """Pure forward/backward op pairs.  ``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache) -> grads``."""
 from .activations import gelu_backward, gelu_forward, silu_backward, silu_forward
 from .dwconv import dwconv3x3_backward, dwconv3x3_forward
+from .embedding import embedding_backward, embedding_forward
 from .lambdas import (diff_combine_backward, diff_combine_forward, lambda_backward, lambda_forward,
                       lambda_init_for_layer)
 from .layernorm import layernorm_backward, layernorm_forward
