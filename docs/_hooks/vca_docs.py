@@ -1,0 +1,275 @@
+"""MkDocs hooks for the vca_ref site (loaded by ``hooks:`` in mkdocs.yml).
+
+Four jobs, each small, none of them touching the network:
+
+1. **Notebooks, single source.**  ``notebooks/*.ipynb`` stay where they are (the
+   test suite executes them there).  ``on_files`` adds each one to the build as
+   ``tutorials/<name>.ipynb`` *before* mkdocs-jupyter's own ``on_files`` runs
+   (higher event priority), so mkdocs-jupyter renders them like any page;
+   ``on_config`` appends them to the "Tutorials" section of the nav, so a new
+   notebook shows up without editing mkdocs.yml.  No symlink, no copy in git.
+2. **MathJax, vendored at build time.**  MathJax 3 is installed from the npm
+   registry by ``.ci/install-docs.sh`` into ``.cache/docs-js`` (git-ignored);
+   ``on_files`` adds its ``es5`` files to the build under
+   ``assets/vendor/mathjax/``.  If MathJax cannot be found the hook logs a
+   WARNING, so ``mkdocs build --strict`` fails instead of shipping raw TeX.
+3. **Notebook pages without CDN loaders.**  nbconvert's template emits a
+   MathJax-2 loader and a mermaid ES-module import from a CDN; ``on_post_page``
+   strips both from notebook pages (the site-wide vendored MathJax typesets
+   their math instead).
+4. **Generated tables.**  ``on_page_markdown`` replaces the markers
+   ``<!-- vca:benchmarks -->`` and ``<!-- vca:toy-results -->`` with tables
+   rendered from JSON files written by ``benchmarks/`` and ``vca-ref compare``
+   (git-ignored outputs).  Absent files give a short "not run yet" note, so the
+   strict build passes on a fresh clone.
+
+Environment variables (all optional):
+
+    VCA_DOCS_MATHJAX        directory holding MathJax's es5/ build (tex-chtml.js)
+    VCA_DOCS_NOTEBOOKS      directory of the notebooks to render (default notebooks/)
+    VCA_DOCS_BENCH_RESULTS  directory of benchmark JSON/PNG (default benchmarks/results/)
+    VCA_DOCS_TOY_RESULTS    directory of toy-scale result JSON/PNG (default runs/docs/)
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+from mkdocs.plugins import CombinedEvent, event_priority
+from mkdocs.structure.files import File, Files
+
+log = logging.getLogger("mkdocs.hooks.vca_docs")
+
+ROOT = Path(__file__).resolve().parents[2]          # the repository root
+MATHJAX_DEST = "assets/vendor/mathjax"               # where MathJax lands in the site
+TUTORIALS = "tutorials"                              # where notebooks land in the site
+NAV_TUTORIALS_TITLE = "Tutorials"
+
+
+# ------------------------------------------------------------------ locations
+def notebooks_dir() -> Path:
+    return Path(os.environ.get("VCA_DOCS_NOTEBOOKS", ROOT / "notebooks"))
+
+
+def notebook_paths() -> list[Path]:
+    """The notebooks to render, sorted by file name (01_..., 02_..., ...)."""
+    d = notebooks_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def mathjax_dir() -> Path | None:
+    """MathJax 3's es5/ directory, or None: env var, then the install script's prefix."""
+    candidates = []
+    if os.environ.get("VCA_DOCS_MATHJAX"):
+        candidates.append(Path(os.environ["VCA_DOCS_MATHJAX"]))
+    candidates += [
+        ROOT / ".cache/docs-js/node_modules/mathjax/es5",   # .ci/install-docs.sh
+        ROOT / "node_modules/mathjax/es5",                  # a plain `npm install mathjax@3`
+    ]
+    for c in candidates:
+        if (c / "tex-chtml.js").is_file():
+            return c
+    return None
+
+
+def results_dir(var: str, default: str) -> Path:
+    return Path(os.environ.get(var, ROOT / default))
+
+
+# ------------------------------------------------------------------ 1. nav
+def on_config(config):
+    """Append every notebook to the "Tutorials" nav section (if not listed already)."""
+    nav = config.get("nav") or []
+    for item in nav:
+        if isinstance(item, dict) and NAV_TUTORIALS_TITLE in item:
+            section = item[NAV_TUTORIALS_TITLE]
+            if not isinstance(section, list):
+                section = item[NAV_TUTORIALS_TITLE] = [section]
+            listed = json.dumps(section)
+            for nb in notebook_paths():
+                uri = f"{TUTORIALS}/{nb.name}"
+                if uri not in listed:
+                    section.append(uri)
+    return config
+
+
+# ------------------------------------------------------------------ 1 + 2. files
+@event_priority(50)          # before mkdocs-jupyter (priority 0) wraps .ipynb files
+def _add_files(files: Files, config) -> Files:
+    for nb in notebook_paths():
+        files.append(File.generated(config, f"{TUTORIALS}/{nb.name}", abs_src_path=str(nb)))
+
+    mj = mathjax_dir()
+    if mj is None:
+        log.warning(
+            "MathJax 3 not found: math will not be typeset. Run `bash .ci/install-docs.sh` "
+            "(npm install of mathjax@3 into .cache/docs-js) or set VCA_DOCS_MATHJAX to its es5/ "
+            "directory.")
+        return files
+    for path in sorted(mj.rglob("*")):
+        rel = path.relative_to(mj).as_posix()
+        # the top-level combined builds other than tex-chtml.js are not needed (~15 MB)
+        if path.is_dir() or ("/" not in rel and rel.endswith(".js") and rel != "tex-chtml.js"):
+            continue
+        files.append(File.generated(config, f"{MATHJAX_DEST}/{rel}", abs_src_path=str(path)))
+
+    for var, default, dest in (("VCA_DOCS_BENCH_RESULTS", "benchmarks/results", "benchmarks"),
+                               ("VCA_DOCS_TOY_RESULTS", "runs/docs", "reproduction")):
+        for img in _images(results_dir(var, default)):
+            files.append(File.generated(config, f"{dest}/results/{img.name}",
+                                        abs_src_path=str(img)))
+    return files
+
+
+@event_priority(-50)         # after mkdocs-jupyter has wrapped the notebooks
+def _fix_notebook_files(files: Files, config) -> Files:
+    """Give mkdocs-jupyter's NotebookFile wrappers the real path of our generated notebooks.
+
+    NotebookFile wraps a File without calling File.__init__, so its ``abs_src_path`` is
+    recomputed from ``src_dir``, which is None for a generated file. Copy it from the wrapped file.
+    """
+    for f in files:
+        inner = getattr(f, "__dict__", {}).get("file")
+        if inner is not None and f.src_uri.startswith(f"{TUTORIALS}/") and f.abs_src_path is None:
+            f.abs_src_path = inner.abs_src_path
+    return files
+
+
+on_files = CombinedEvent(_add_files, _fix_notebook_files)
+
+
+def on_serve(server, config, builder):
+    """`mkdocs serve` also reloads when the notebooks, the package or results change."""
+    for p in (notebooks_dir(), ROOT / "vca_ref",
+              results_dir("VCA_DOCS_BENCH_RESULTS", "benchmarks/results"),
+              results_dir("VCA_DOCS_TOY_RESULTS", "runs/docs")):
+        if p.is_dir():
+            server.watch(str(p))
+    return server
+
+
+# ------------------------------------------------------------------ 3. notebook pages
+_NB_MATHJAX2 = re.compile(
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+_NB_MERMAID = re.compile(r'<script type="module">(?:(?!</script>).)*?mermaid.*?</script>', re.S)
+
+
+def on_post_page(output: str, page, config) -> str:
+    if page.file.src_uri.endswith(".ipynb"):
+        output = _NB_MATHJAX2.sub("", output)
+        output = _NB_MERMAID.sub("", output)
+    return output
+
+
+# ------------------------------------------------------------------ 4. tables
+def notebook_title(nb: Path) -> str:
+    """The first markdown heading of a notebook, else its file name."""
+    try:
+        cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return nb.stem
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            src = cell.get("source", "")
+            src = "".join(src) if isinstance(src, list) else src
+            m = re.search(r"^#{1,6}\s+(.+?)\s*$", src, re.M)
+            if m:
+                return m.group(1)
+    return nb.stem
+
+
+def _notebook_list() -> str:
+    nbs = notebook_paths()
+    if not nbs:
+        return ('!!! note "No notebooks yet"\n    The notebooks are being written; each one '
+                "added to `notebooks/` appears here and in the navigation.\n")
+    return "\n".join(f"1. [{notebook_title(nb)}]({nb.name}) — `notebooks/{nb.name}`"
+                     for nb in nbs) + "\n"
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if "<!-- vca:notebooks -->" in markdown:
+        markdown = markdown.replace("<!-- vca:notebooks -->", _notebook_list())
+    if "<!-- vca:benchmarks -->" in markdown:
+        markdown = markdown.replace("<!-- vca:benchmarks -->", _results_markdown(
+            results_dir("VCA_DOCS_BENCH_RESULTS", "benchmarks/results"), "benchmarks/results",
+            "No benchmark results in `benchmarks/results/` yet: run the scripts in "
+            "`benchmarks/` (see above), then rebuild the site."))
+    if "<!-- vca:toy-results -->" in markdown:
+        markdown = markdown.replace("<!-- vca:toy-results -->", _results_markdown(
+            results_dir("VCA_DOCS_TOY_RESULTS", "runs/docs"), "reproduction/results",
+            "No toy-scale results in `runs/docs/` yet: run `vca-ref compare` (see "
+            "[Getting started](getting-started.md)), then rebuild the site."))
+    return markdown
+
+
+def _images(d: Path) -> list[Path]:
+    return sorted(p for p in d.glob("*.png")) if d.is_dir() else []
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, dict)):
+        v = json.dumps(v)
+    return html.escape(str(v)).replace("|", "\\|")
+
+
+def _table(records: list[dict]) -> str:
+    cols: list[str] = []
+    for r in records:
+        cols += [k for k in r if k not in cols]
+    lines = ["| " + " | ".join(_fmt(c) for c in cols) + " |",
+             "|" + "---|" * len(cols)]
+    for r in records:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def render_results_json(data, name: str) -> str:
+    """Markdown for one results file.
+
+    Accepted shapes: a list of flat dicts (one table row each), or a dict with
+    optional ``title``, ``description``, ``meta`` (dict shown as a list) and
+    ``records`` or ``rows`` (the list of flat dicts).  Anything else is shown as JSON.
+    """
+    out = []
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        out += [f"### {_fmt(name)}", "", _table(data)]
+    elif isinstance(data, dict) and isinstance(data.get("records", data.get("rows")), list):
+        out += [f"### {_fmt(data.get('title', name))}", ""]
+        if data.get("description"):
+            out += [_fmt(data["description"]), ""]
+        for k, v in (data.get("meta") or {}).items():
+            out.append(f"- **{_fmt(k)}**: {_fmt(v)}")
+        if data.get("meta"):
+            out.append("")
+        out.append(_table(data.get("records", data.get("rows"))))
+    else:
+        out += [f"### {_fmt(name)}", "", "```json", json.dumps(data, indent=2), "```"]
+    return "\n".join(out)
+
+
+def _results_markdown(d: Path, url_dir: str, missing: str) -> str:
+    jsons = sorted(d.glob("*.json")) if d.is_dir() else []
+    images = _images(d)
+    if not jsons and not images:
+        return f'!!! note "Not run yet"\n    {missing}\n'
+    parts = [f"*Generated from `{d.relative_to(ROOT) if d.is_relative_to(ROOT) else d}` "
+             "when the site was built.*", ""]
+    for j in jsons:
+        try:
+            data = json.loads(j.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("cannot read results file %s: %s", j, e)
+            continue
+        parts += [render_results_json(data, j.stem), ""]
+    for img in images:
+        parts += [f"![{img.stem}]({url_dir}/{img.name})", ""]
+    return "\n".join(parts)
