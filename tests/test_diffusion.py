@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from vca_ref.backend import available_devices, to_device, to_numpy
 from vca_ref.diffusion import (GaussianDiffusion, cfg_combine, ddim_sample_loop, drop_labels,
                                euler_sample, flow_interpolate, flow_matching_loss, flow_sample,
                                flow_training_inputs, get_beta_schedule, guided_model, heun_sample,
@@ -80,6 +81,10 @@ def test_q_sample_formula_and_statistics():
     t2 = np.array([0, 999], dtype=np.int64)
     x2 = d.q_sample(np.ones((2, 1, 1, 1)), t2, np.zeros((2, 1, 1, 1)))
     np.testing.assert_allclose(x2.ravel(), np.sqrt(d.alphas_cumprod[[0, 999]]))
+    with pytest.raises(ValueError, match=r"t must be in \[0, 1000\), got range \[-1, 0\]"):
+        d.q_sample(np.ones((2, 1, 1, 1)), np.array([-1, 0]), np.zeros((2, 1, 1, 1)))
+    with pytest.raises(ValueError, match="integer array of shape"):
+        d.q_sample(np.ones((2, 1, 1, 1)), np.array([0.5, 0.5]), np.zeros((2, 1, 1, 1)))
     xt32, t32, n32 = d.training_inputs(np.ones((4, 1, 3, 3), np.float32), rng)
     assert xt32.dtype == np.float32 and t32.dtype == np.int64 and n32.shape == (4, 1, 3, 3)
 
@@ -276,3 +281,22 @@ def test_drop_labels():
     z = drop_labels(y, rng, 0.1, 10)
     assert z.dtype == y.dtype and abs(np.mean(z == 10) - 0.1) < 0.01
     assert np.all((z == 10) | (z == y))
+
+
+@pytest.mark.parametrize("device", available_devices())
+def test_samplers_on_every_backend(device):
+    """One body for NumPy and (when a GPU exists) CuPy: q_sample, DDIM and Heun agree with CPU."""
+    d = GaussianDiffusion(100, "cosine")
+    model = gaussian_data_eps(d, 0.1, 0.5)
+    xp_model = lambda x, t, y: model(x, t, y) if device == "cpu" else to_device(model(to_numpy(x), t, y), device)
+    x0 = np.random.default_rng(0).standard_normal((2, 1, 2, 2))
+    t = np.array([5, 80])
+    ref = d.q_sample(x0, t, x0[::-1])
+    np.testing.assert_allclose(to_numpy(d.q_sample(to_device(x0, device), t, to_device(x0[::-1], device))), ref)
+    a = ddim_sample_loop(d, model, x0.shape, rng=np.random.default_rng(1), num_steps=10, dtype=np.float64)
+    b = ddim_sample_loop(d, xp_model, x0.shape, rng=np.random.default_rng(1), num_steps=10,
+                         dtype=np.float64, device=device)
+    np.testing.assert_allclose(to_numpy(b), a, rtol=1e-10)
+    lin, _ = linear_field(0.5, 0.2)
+    h = heun_sample(lambda x, t, y: lin(x, to_device(t, device), y), x0=to_device(x0, device), num_steps=5)
+    np.testing.assert_allclose(to_numpy(h), heun_sample(lin, x0=x0, num_steps=5), rtol=1e-12)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from vca_ref.backend import available_devices, to_device, to_numpy
 from vca_ref.nn.module import Module
 from vca_ref.train import (EMA, SGD, AdamW, CosineWarmupSchedule, clip_grad_norm, cosine_warmup_lr,
                            default_no_decay, grad_norm)
@@ -257,3 +258,25 @@ def test_ema_rejects_wrong_state():
         ema.load_state_dict(bad)
     with pytest.raises(ValueError, match="missing"):
         ema.load_state_dict({})
+
+
+# --------------------------------------------------------------------------- every backend
+@pytest.mark.parametrize("device", available_devices())
+def test_same_numbers_on_every_backend(device):
+    """One body for NumPy and (when a GPU exists) CuPy: optimiser + clipping + EMA agree with CPU."""
+    results = {}
+    for dev in ("cpu", device):
+        m = Tiny(dtype=np.float64).to(device=dev)
+        opt, ema = AdamW(m, lr=0.05, weight_decay=0.1), EMA(m, decay=0.5)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            for _, mod in m.named_modules():
+                mod.grads = {k: to_device(rng.normal(size=p.shape), dev) for k, p in mod.params.items()}
+            clip_grad_norm(m, 1.0)
+            opt.step()
+            ema.update(m)
+        results[dev] = ({n: to_numpy(p) for n, p in m.named_parameters()},
+                        {n: to_numpy(s) for n, s in ema.shadow.items()})
+    for a, b in zip(results["cpu"], results[device]):
+        for n in a:
+            np.testing.assert_allclose(b[n], a[n], rtol=1e-12, atol=1e-14, err_msg=n)

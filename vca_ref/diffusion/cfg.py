@@ -45,12 +45,11 @@ def guided_model(model, scale: float, null_class: int):
     def guided(x, t, y):
         if y is None:
             raise ValueError("classifier-free guidance needs class labels y (B,)")
-        xp = get_array_module(x)
+        xp, yp = get_array_module(x), get_array_module(y)                    # y may live on the host
         B = x.shape[0]
         x2 = xp.concatenate([x, x], axis=0)                                  # (2B, C, H, W)
         t2 = np.concatenate([np.asarray(t), np.asarray(t)])                  # (2B,)
-        y_null = xp.full_like(y, null_class)
-        y2 = xp.concatenate([y, y_null], axis=0)                             # (2B,)
+        y2 = yp.concatenate([y, yp.full_like(y, null_class)], axis=0)        # (2B,)
         out = model(x2, t2, y2)                                              # (2B, C', H, W)
         return cfg_combine(out[:B], out[B:], scale)
 

@@ -61,7 +61,12 @@ def output_mse_loss(model_output, target):
 
 def _per_sample(coef: np.ndarray, t, x):
     """``coef[t]`` as a (B, 1, 1, …) array of x's dtype on x's device."""
-    vals = np.asarray(coef)[to_numpy(t)].reshape((-1,) + (1,) * (x.ndim - 1))   # (B, 1, 1, 1)
+    t = to_numpy(t)
+    if t.ndim != 1 or t.shape[0] != x.shape[0] or np.dtype(t.dtype).kind not in "iu":
+        raise ValueError(f"t must be an integer array of shape ({x.shape[0]},), got {t.dtype} {t.shape}")
+    if t.size and (t.min() < 0 or t.max() >= len(coef)):
+        raise ValueError(f"t must be in [0, {len(coef)}), got range [{t.min()}, {t.max()}]")
+    vals = np.asarray(coef)[t].reshape((-1,) + (1,) * (x.ndim - 1))             # (B, 1, 1, 1)
     return to_device(vals.astype(x.dtype), device_of(x))
 
 

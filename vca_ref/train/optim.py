@@ -178,10 +178,10 @@ class AdamW(Optimizer):
         bias_c2 = 1.0 - b2 ** t
         step_size = self.lr / bias_c1
         # ======================= FUSED CUDA KERNEL HOOK (the one place) ======================
-        # For CuPy arrays, call the fused AdamW kernel of vca_ref.kernels here (not imported yet;
-        # written separately) and return, e.g.
-        #     if is_cuda_array(p): kernels.adamw_step(p, g, m, v, self.lr, b1, b2, self.eps, wd,
-        #                                             bias_c1, bias_c2); return
+        # For CuPy arrays, call the fused AdamW kernel here and return (not wired yet; the kernel
+        # lives in vca_ref.kernels, written separately), e.g.
+        #     if kernels.applies(p, g, m, v):
+        #         kernels.cuda.adamw_update(p, g, m, v, self.lr, b1, b2, self.eps, wd, t); return
         # The lines below stay as the reference that the kernel's parity test compares with.
         # =====================================================================================
         tmp = xp.empty_like(p)                           # one scratch array, reused below
