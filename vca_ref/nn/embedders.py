@@ -91,6 +91,7 @@ class TimestepEmbedder(Module):
         """t (B,) float or int timesteps -> (B, C)."""
         if not hasattr(t, "shape") or t.ndim != 1:
             raise ValueError(f"timesteps t must be a 1-D array of shape (B,), got {getattr(t, 'shape', t)!r}")
+        t = get_array_module(self.fc0.params["weight"]).asarray(t)                     # on our device
         emb = timestep_embedding(t, self.frequency_embedding_size, dtype=self.dtype)   # (B, F)
         h = self.fc0(emb)                                                              # (B, C)
         a, self.cache = silu_forward(h)                                                # (B, C)
@@ -143,6 +144,7 @@ class LabelEmbedder(Module):
         if not hasattr(y, "dtype") or np.dtype(y.dtype).kind not in "iu" or y.ndim != 1:
             raise TypeError(f"labels y must be a 1-D integer array of shape (B,), got "
                             f"{getattr(y, 'dtype', type(y).__name__)} {getattr(y, 'shape', '')}")
+        y = get_array_module(self.params["embedding_table.weight"]).asarray(y)         # on our device
         if (train and self.dropout_prob > 0) or force_drop_ids is not None:
             y = self.token_drop(y, rng, force_drop_ids)
         out, self.cache = embedding_forward(y, self.params["embedding_table.weight"])   # (B, C)

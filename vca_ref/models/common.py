@@ -1,0 +1,82 @@
+"""What TinyViT and TinyDiT share: the attention switch and config validation.
+
+``attention="vca"`` builds a :class:`~vca_ref.nn.VisualContrastAttention` with the VCA options
+of the config passed through; ``attention="mhsa"`` builds the quadratic baseline
+:class:`~vca_ref.nn.MultiHeadSelfAttention`.  Both keep their parameters under the same
+``qkv.*`` / ``proj.*`` names, so a model's state dict differs between the two only by the
+VCA extras (``e_pos``, ``e_neg``, ``stage{1,2}.*``, ``dwc.*``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from ..nn.module import check_float_dtype
+
+ATTENTIONS = ("vca", "mhsa")
+VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential")
+
+
+def vca_options(cfg) -> dict:
+    """The VCA ablation options of a model config, as keyword arguments."""
+    return {k: getattr(cfg, k) for k in VCA_OPTION_FIELDS}
+
+
+def make_attention(cfg, grid_size: tuple[int, int], num_prefix_tokens: int, layer_index: int,
+                   rng, dtype):
+    """Build block ``layer_index``'s attention from a model config.
+
+    ``cfg`` needs ``attention``, ``dim``, ``num_heads``, ``pool_size`` and the VCA option fields.
+    """
+    if cfg.attention == "mhsa":
+        return MultiHeadSelfAttention(cfg.dim, cfg.num_heads, seed=rng, dtype=dtype)
+    return VisualContrastAttention(cfg.dim, cfg.num_heads, grid_size, cfg.pool_size,
+                                   num_prefix_tokens, layer_index, **vca_options(cfg),
+                                   seed=rng, dtype=dtype)
+
+
+def check_model_config(cfg) -> None:
+    """Validate the fields both configs share; raise ``ValueError``/``TypeError`` naming the field."""
+    for name in ("img_size", "patch_size", "in_chans", "num_classes", "dim", "depth", "num_heads"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"config.{name} must be a positive int, got {v!r}")
+    if cfg.img_size % cfg.patch_size:
+        raise ValueError(f"config.patch_size {cfg.patch_size} must divide config.img_size {cfg.img_size}")
+    if cfg.dim % cfg.num_heads:
+        raise ValueError(f"config.dim {cfg.dim} is not divisible by config.num_heads {cfg.num_heads}")
+    if not cfg.mlp_ratio > 0:
+        raise ValueError(f"config.mlp_ratio must be > 0, got {cfg.mlp_ratio!r}")
+    if cfg.attention not in ATTENTIONS:
+        raise ValueError(f"config.attention must be one of {ATTENTIONS}, got {cfg.attention!r}")
+    grid = cfg.img_size // cfg.patch_size
+    ph, pw = cfg.pool_size
+    if cfg.attention == "vca" and (ph > grid or pw > grid):
+        raise ValueError(f"config.pool_size {tuple(cfg.pool_size)} is larger than the patch grid "
+                         f"({grid}, {grid})")
+    check_float_dtype(cfg.dtype)
+
+
+def config_to_dict(cfg) -> dict:
+    """A JSON-friendly dict of a config dataclass (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_from_dict(cls, d: dict):
+    """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(d) - names)
+    if extra:
+        raise ValueError(f"unknown {cls.__name__} fields {extra}")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return cls(**kw)
+
+
+def pair(v) -> tuple[int, int]:
+    """An int or a pair -> a pair of ints."""
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)

@@ -1,0 +1,205 @@
+"""TinyViT: a DeiT-style vision transformer with VCA or MHSA attention, forward and backward by hand.
+
+Legend: B batch, Cin image channels, Hi = Wi = img_size, p patch size, H = W = Hi/p patch grid,
+N = 1 + H*W tokens (one class token, P = 1), C channels, K classes.
+
+Forward (SPEC.md "Where it plugs in", names exactly those of timm/DeiT):
+    1. x  = PatchEmbed(img)                                  (B, H*W, C)
+    2. x  = [cls_token ; x] + pos_embed                      (B, N, C)
+    3. for each block i:  x += Attn_i(LN(x));  x += MLP_i(LN(x))    (pre-norm, GELU exact)
+    4. x  = LN(x)                                            (B, N, C)
+    5. logits = head(x[:, 0])                                (B, K)
+Backward runs 5 -> 1 with the same names prefixed by ``d``; each residual sums the gradient
+of its skip path and of its branch explicitly.
+
+Attention "vca" is :class:`~vca_ref.nn.VisualContrastAttention` with P = 1 and
+``layer_index = i`` (so lambda_init grows with depth); "mhsa" is the quadratic baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..nn import init
+from ..nn.layers import LayerNorm, Linear, Mlp, PatchEmbed, check_dout
+from ..nn.module import Module
+from ..ops._checks import check_array
+from .common import check_model_config, config_from_dict, config_to_dict, make_attention, pair
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Sizes and options of a TinyViT (validated by :class:`TinyViT`)."""
+    img_size: int = 8                    # Hi = Wi
+    patch_size: int = 2                  # p
+    in_chans: int = 1                    # Cin
+    num_classes: int = 10                # K
+    dim: int = 32                        # C
+    depth: int = 2                       # number of blocks
+    num_heads: int = 2                   # h
+    mlp_ratio: float = 2.0               # MLP hidden = mlp_ratio * C
+    attention: str = "vca"               # "vca" | "mhsa"
+    pool_size: tuple = (2, 2)            # VCA contrast grid (h', w')
+    stage2_softmax: str = "joint"        # VCA options, see vca_ref.ops.vca_config.VCAConfig
+    tied_embeddings: bool = False
+    pool_queries: bool = True
+    use_dwconv: bool = True
+    differential: str = "both"
+    norm_eps: float = 1e-6               # every LayerNorm (timm's ViT uses 1e-6)
+    dtype: str = "float32"               # "float32" | "float64"
+
+    def __post_init__(self):
+        object.__setattr__(self, "pool_size", pair(self.pool_size))
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        g = self.img_size // self.patch_size
+        return g, g
+
+    @property
+    def num_tokens(self) -> int:
+        return 1 + self.grid_size[0] * self.grid_size[1]
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ViTConfig":
+        return config_from_dict(cls, d)
+
+
+class Block(Module):
+    """Pre-norm transformer block ``x += Attn(norm1(x)); x += Mlp(norm2(x))``.  x (B, N, C)."""
+
+    def __init__(self, cfg: ViTConfig, layer_index: int, *, seed=0, dtype=np.float32):
+        super().__init__(dtype)
+        rng, C = init.as_rng(seed), cfg.dim
+        self.norm1 = LayerNorm(C, cfg.norm_eps, dtype=dtype)
+        self.attn = make_attention(cfg, cfg.grid_size, 1, layer_index, rng, dtype)
+        self.norm2 = LayerNorm(C, cfg.norm_eps, dtype=dtype)
+        self.mlp = Mlp(C, int(C * cfg.mlp_ratio), approximate="none", seed=rng, dtype=dtype)
+        self.children = {"norm1": self.norm1, "attn": self.attn, "norm2": self.norm2, "mlp": self.mlp}
+
+    def forward(self, x):
+        """x (B, N, C) -> (B, N, C)."""
+        x1 = x + self.attn(self.norm1(x))                            # (B, N, C)
+        x2 = x1 + self.mlp(self.norm2(x1))                           # (B, N, C)
+        return x2
+
+    def backward(self, dx2):
+        """dx2 (B, N, C) -> dx (B, N, C); fills the grads of all four children."""
+        # x2 = x1 + mlp(norm2(x1)):  skip path + branch
+        dx1 = dx2 + self.norm2.backward(self.mlp.backward(dx2))      # (B, N, C)
+        # x1 = x + attn(norm1(x))
+        dx = dx1 + self.norm1.backward(self.attn.backward(dx1))      # (B, N, C)
+        return dx
+
+
+class TinyViT(Module):
+    """DeiT-style ViT classifier; ``forward(images) -> logits``, ``backward(dlogits) -> dimages``.
+
+    Args:
+        config: a :class:`ViTConfig` (``VIT_CONFIGS[name]()`` for the named sizes).
+        seed: int or ``np.random.Generator``; every parameter is drawn from it in a fixed order.
+
+    Parameters (timm names): ``cls_token`` (1, 1, C), ``pos_embed`` (1, N, C),
+    ``patch_embed.proj.*``, ``blocks.{i}.{norm1,attn,norm2,mlp}.*``, ``norm.*``, ``head.*``.
+    Init as DeiT: cls_token and pos_embed truncated-normal(0.02), linear weights
+    truncated-normal(0.02) with zero biases, LayerNorms (1, 0), the VCA extras as SPEC.md.
+    """
+
+    def __init__(self, config: ViTConfig | None = None, *, seed=0):
+        cfg = ViTConfig() if config is None else config
+        check_model_config(cfg)
+        super().__init__(cfg.dtype)
+        self.config, dt, C = cfg, self.dtype, cfg.dim
+        rng = init.as_rng(seed)
+        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, C, seed=rng, dtype=dt)
+        self.params = {
+            "cls_token": init.trunc_normal(rng, (1, 1, C), dtype=dt),
+            "pos_embed": init.trunc_normal(rng, (1, cfg.num_tokens, C), dtype=dt),
+        }
+        self.blocks = [Block(cfg, i, seed=rng, dtype=dt) for i in range(cfg.depth)]
+        self.norm = LayerNorm(C, cfg.norm_eps, dtype=dt)
+        self.head = Linear(C, cfg.num_classes, seed=rng, dtype=dt)
+        self.children = {"patch_embed": self.patch_embed,
+                         **{f"blocks.{i}": b for i, b in enumerate(self.blocks)},
+                         "norm": self.norm, "head": self.head}
+        self._out_shape = None
+
+    def forward(self, images):
+        """images (B, Cin, Hi, Wi) -> logits (B, K)."""
+        cfg = self.config
+        check_array(images, "images", ndim=4, dtype=self.dtype)
+        expected = (cfg.in_chans, cfg.img_size, cfg.img_size)
+        if tuple(images.shape[1:]) != expected:
+            raise ValueError(f"images must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "
+                             f"got {tuple(images.shape)}")
+        xp = get_array_module(images)
+        B, C = images.shape[0], cfg.dim
+        # 1. patch embedding
+        xpatch = self.patch_embed(images)                                        # (B, H*W, C)
+        # 2. class token and position embedding
+        cls = xp.broadcast_to(self.params["cls_token"], (B, 1, C))              # (B, 1, C)
+        x = xp.concatenate([cls, xpatch], axis=1) + self.params["pos_embed"]    # (B, N, C)
+        # 3. blocks
+        for blk in self.blocks:
+            x = blk(x)                                                           # (B, N, C)
+        # 4. final norm
+        x = self.norm(x)                                                         # (B, N, C)
+        self.cache = x.shape
+        # 5. head on the class token
+        logits = self.head(x[:, 0])                                              # (B, K)
+        self._out_shape = logits.shape
+        return logits
+
+    def backward(self, dlogits):
+        """dlogits (B, K) -> dimages (B, Cin, Hi, Wi); fills every parameter gradient."""
+        check_dout(dlogits, self._out_shape, self.dtype, "TinyViT")
+        xp = get_array_module(dlogits)
+        B, N, C = self.cache
+        # 5. logits = head(x[:, 0])
+        dcls_out = self.head.backward(dlogits)                                   # (B, C)
+        dx = xp.zeros((B, N, C), dtype=dlogits.dtype)                           # (B, N, C)
+        dx[:, 0] = dcls_out
+        # 4. x = norm(x)
+        dx = self.norm.backward(dx)                                              # (B, N, C)
+        # 3. blocks, last first
+        for blk in reversed(self.blocks):
+            dx = blk.backward(dx)                                                # (B, N, C)
+        # 2. x = [cls_token ; xpatch] + pos_embed
+        self.grads = {"cls_token": dx[:, :1].sum(axis=0, keepdims=True),        # (1, 1, C)
+                      "pos_embed": dx.sum(axis=0, keepdims=True)}                # (1, N, C)
+        # 1. xpatch = PatchEmbed(images)
+        return self.patch_embed.backward(dx[:, 1:])                              # (B, Cin, Hi, Wi)
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward per image (matmuls and the attention core)."""
+        N = self.config.num_tokens
+        per_block = sum(b.attn.macs(N) + b.mlp.macs(N) for b in self.blocks)
+        return self.patch_embed.macs() + per_block + self.config.dim * self.config.num_classes
+
+
+# ------------------------------------------------------------------ named sizes
+def vit_tiny_digits(**overrides) -> ViTConfig:
+    """scikit-learn digits, 8x8: patch 2 -> 4x4 grid (17 tokens), C 32, 2 blocks, 2 heads, 2x2 contrast grid."""
+    return ViTConfig(**{**dict(img_size=8, patch_size=2, dim=32, depth=2, num_heads=2,
+                               mlp_ratio=2.0, pool_size=(2, 2)), **overrides})
+
+
+def vit_tiny_mnist(**overrides) -> ViTConfig:
+    """MNIST sample, 28x28: patch 4 -> 7x7 grid (50 tokens), C 48, 3 blocks, 3 heads, 3x3 contrast grid."""
+    return ViTConfig(**{**dict(img_size=28, patch_size=4, dim=48, depth=3, num_heads=3,
+                               mlp_ratio=2.0, pool_size=(3, 3)), **overrides})
+
+
+VIT_CONFIGS = {"tiny-digits": vit_tiny_digits, "tiny-mnist": vit_tiny_mnist}
+
+
+def create_vit(name: str, *, seed=0, **overrides) -> TinyViT:
+    """``TinyViT(VIT_CONFIGS[name](**overrides), seed=seed)``, e.g. ``create_vit("tiny-mnist", attention="mhsa")``."""
+    if name not in VIT_CONFIGS:
+        raise ValueError(f"unknown ViT size {name!r}; expected one of {sorted(VIT_CONFIGS)}")
+    return TinyViT(VIT_CONFIGS[name](**overrides), seed=seed)
