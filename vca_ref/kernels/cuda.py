@@ -184,7 +184,7 @@ def gelu_forward(x, approximate: str = "none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
     name = "gelu_tanh_forward" if approximate == "tanh" else "gelu_erf_forward"
-    return get_kernel(name, x.dtype)(x)                                  # (...)
+    return get_kernel(name, _same_dtype(x))(x)                           # (...)
 
 
 def gelu_backward(dy, x, approximate: str = "none"):
@@ -197,7 +197,7 @@ def gelu_backward(dy, x, approximate: str = "none"):
 
 def silu_forward(x):
     """``(y, s)`` with ``s = sigmoid(x)``, ``y = x * s``; both (...)."""
-    return get_kernel("silu_forward", x.dtype)(x)
+    return get_kernel("silu_forward", _same_dtype(x))(x)
 
 
 def silu_backward(dy, x, s):

@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from .. import kernels
 from ..backend import erf, get_array_module
+from ..kernels import cuda as kcuda
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -34,6 +36,8 @@ def gelu_forward(x, approximate: str = "none"):
     """GELU of x (...); ``approximate`` is ``"none"`` (exact erf) or ``"tanh"``."""
     if approximate not in GELU_APPROXIMATIONS:
         raise ValueError(f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+    if kernels.applies(x):                      # CUDA twin of the lines below (vca_ref.kernels)
+        return kcuda.gelu_forward(x, approximate), GeluCache(x=x, approximate=approximate)
     xp = get_array_module(x)
     if approximate == "tanh":
         t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x))
@@ -46,6 +50,8 @@ def gelu_forward(x, approximate: str = "none"):
 def gelu_backward(dy, cache: GeluCache):
     """Return ``dx`` (same shape as x)."""
     x = cache.x
+    if kernels.applies(dy, x):                  # CUDA twin of the lines below
+        return kcuda.gelu_backward(dy, x, cache.approximate)
     xp = get_array_module(x)
     if cache.approximate == "tanh":
         # y = x/2 * (1 + tanh(sqrt(2/pi) * (x + c x^3)))
@@ -71,6 +77,9 @@ def sigmoid(x):
 
 def silu_forward(x):
     """SiLU (swish) of x (...)."""
+    if kernels.applies(x):                      # CUDA twin of the lines below
+        y, s = kcuda.silu_forward(x)
+        return y, SiluCache(x=x, s=s)
     s = sigmoid(x)
     return x * s, SiluCache(x=x, s=s)
 
@@ -78,5 +87,7 @@ def silu_forward(x):
 def silu_backward(dy, cache: SiluCache):
     """Return ``dx``."""
     x, s = cache.x, cache.s
+    if kernels.applies(dy, x, s):               # CUDA twin of the line below
+        return kcuda.silu_backward(dy, x, s)
     # y = x * s(x),  s' = s (1 - s)
     return dy * s * (1.0 + x * (1.0 - s))

@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from .. import kernels
 from ..backend import get_array_module
+from ..kernels import cuda as kcuda
 
 
 def lambda_init_for_layer(layer_index: int) -> float:
@@ -57,12 +59,21 @@ class DiffCombineCache(NamedTuple):
     lam: object
 
 
+def _as_array(lam) -> tuple:
+    """``(lam,)`` when lam is an array (its dtype then counts, as in NumPy), else ``()``."""
+    return (lam,) if hasattr(lam, "dtype") else ()
+
+
 def diff_combine_forward(a, b, lam):
     """``z = a - lam * b`` for arrays a, b of one shape and a scalar lam."""
+    if kernels.applies(a, b, *_as_array(lam)):          # CUDA twin of the line below
+        return kcuda.diff_combine_forward(a, b, lam), DiffCombineCache(b=b, lam=lam)
     return a - lam * b, DiffCombineCache(b=b, lam=lam)
 
 
 def diff_combine_backward(dz, cache: DiffCombineCache):
     """Return ``(da, db, dlam)``; ``dlam`` is a 0-d array (summed over everything)."""
+    if kernels.applies(dz, cache.b, *_as_array(cache.lam)):   # CUDA twin of the line below
+        return kcuda.diff_combine_backward(dz, cache.b, cache.lam)
     # z = a - lam * b
     return dz, -cache.lam * dz, -(dz * cache.b).sum()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .. import kernels
+from ..kernels import cuda as kcuda
+
 
 class ModulateCache(NamedTuple):
     x: object       # (B, N, C)
@@ -17,6 +20,8 @@ class ModulateCache(NamedTuple):
 
 def modulate_forward(x, shift, scale):
     """``x * (1 + scale[:, None]) + shift[:, None]``; x (B, N, C), shift/scale (B, C)."""
+    if kernels.applies(x, shift, scale):                            # CUDA twin of the line below
+        return kcuda.modulate_forward(x, shift, scale), ModulateCache(x=x, scale=scale)
     y = x * (1.0 + scale[:, None, :]) + shift[:, None, :]          # (B, N, C)
     return y, ModulateCache(x=x, scale=scale)
 
@@ -24,6 +29,8 @@ def modulate_forward(x, shift, scale):
 def modulate_backward(dy, cache: ModulateCache):
     """Return ``(dx, dshift, dscale)``."""
     x, scale = cache.x, cache.scale
+    if kernels.applies(dy, x, scale):                              # CUDA twin of the lines below
+        return kcuda.modulate_backward(dy, x, scale)
     dx = dy * (1.0 + scale[:, None, :])                            # (B, N, C)
     dshift = dy.sum(axis=1)                                        # (B, C)
     dscale = (dy * x).sum(axis=1)                                  # (B, C)

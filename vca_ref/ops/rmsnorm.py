@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .. import kernels
+from ..kernels import cuda as kcuda
+
 
 class RMSNormCache(NamedTuple):
     zhat: object    # (..., d) normalised input
@@ -22,6 +25,9 @@ class RMSNormCache(NamedTuple):
 
 def rmsnorm_forward(z, w, eps: float = 1e-5):
     """``y = z / sqrt(mean_d(z^2) + eps) * w``; z (..., d), w (d,)."""
+    if kernels.applies(z, w) and w.shape == z.shape[-1:]:      # CUDA row kernel, twin of below
+        y, zhat, rstd = kcuda.rmsnorm_forward(z, w, eps)
+        return y, RMSNormCache(zhat=zhat, rstd=rstd, w=w)
     rstd = 1.0 / ((z * z).mean(axis=-1, keepdims=True) + eps) ** 0.5   # (..., 1)
     zhat = z * rstd                                                   # (..., d)
     return zhat * w, RMSNormCache(zhat=zhat, rstd=rstd, w=w)
@@ -30,6 +36,8 @@ def rmsnorm_forward(z, w, eps: float = 1e-5):
 def rmsnorm_backward(dy, cache: RMSNormCache):
     """Return ``(dz, dw)``."""
     zhat, rstd, w = cache.zhat, cache.rstd, cache.w
+    if kernels.applies(dy, zhat, rstd, w) and dy.shape == zhat.shape:  # CUDA twin (dz row kernel)
+        return kcuda.rmsnorm_backward(dy, zhat, rstd, w)
     d = zhat.shape[-1]
     dw = (dy * zhat).reshape(-1, d).sum(axis=0)                       # (d,)
     g = dy * w                                                        # y = zhat * w
