@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from vca_ref.backend import available_devices, to_device, to_numpy
+from vca_ref.data import iterate_batches, load_digits_dataset, num_batches
 from vca_ref.nn.module import Module
+from vca_ref.ops import cross_entropy_backward, cross_entropy_forward, linear_backward, linear_forward
 from vca_ref.train import (EMA, SGD, AdamW, CosineWarmupSchedule, clip_grad_norm, cosine_warmup_lr,
                            default_no_decay, grad_norm)
 
@@ -280,3 +282,44 @@ def test_same_numbers_on_every_backend(device):
     for a, b in zip(results["cpu"], results[device]):
         for n in a:
             np.testing.assert_allclose(b[n], a[n], rtol=1e-12, atol=1e-14, err_msg=n)
+
+
+# --------------------------------------------------------------------------- it learns
+class LinearClassifier(Module):
+    """logits = flatten(x) W^T + b, built from the repo's linear op pair."""
+
+    def __init__(self, din, k, seed=0):
+        super().__init__(np.float32)
+        rng = np.random.default_rng(seed)
+        self.params = {"weight": (0.01 * rng.standard_normal((k, din))).astype(np.float32),
+                       "bias": np.zeros(k, np.float32)}
+
+    def forward(self, x):
+        y, self.cache = linear_forward(x.reshape(x.shape[0], -1), self.params["weight"], self.params["bias"])
+        return y
+
+    def backward(self, dy):
+        _, dw, db = linear_backward(dy, self.cache)
+        self.grads = {"weight": dw, "bias": db}
+
+
+@pytest.mark.parametrize("opt_name", ["adamw", "sgd"])
+def test_optimisers_train_a_classifier_on_digits(opt_name):
+    data = load_digits_dataset(seed=0)
+    m = LinearClassifier(64, 10)
+    opt = AdamW(m, lr=1e-2, weight_decay=1e-4, no_decay=default_no_decay) if opt_name == "adamw" \
+        else SGD(m, lr=0.1, momentum=0.9, nesterov=True)
+    epochs, bs = 5, 64
+    sched = CosineWarmupSchedule(opt.lr, total_steps=epochs * num_batches(len(data.x_train), bs), warmup_steps=10)
+    rng, step, losses = np.random.default_rng(0), 0, []
+    for _ in range(epochs):
+        for xb, yb in iterate_batches(data.x_train, data.y_train, bs, rng):
+            loss, cache = cross_entropy_forward(m(xb), yb)
+            m.backward(cross_entropy_backward(1.0, cache))
+            clip_grad_norm(m, 5.0)
+            sched.set_lr(opt, step)
+            opt.step()
+            losses.append(float(loss)); step += 1
+    acc = float((m(data.x_test).argmax(axis=1) == data.y_test).mean())
+    assert np.mean(losses[:5]) > 2.0 and np.mean(losses[-10:]) < 0.4, (losses[:5], losses[-10:])
+    assert acc > 0.9, acc                                               # chance is 0.1
