@@ -8,7 +8,7 @@ from vca_ref.backend import available_devices, to_device, to_numpy
 from vca_ref.diffusion import (GaussianDiffusion, cfg_combine, ddim_sample_loop, drop_labels,
                                euler_sample, flow_interpolate, flow_matching_loss, flow_sample,
                                flow_training_inputs, get_beta_schedule, guided_model, heun_sample,
-                               output_mse_loss, space_timesteps)
+                               space_timesteps)
 from vca_ref.diffusion.schedules import cosine_alpha_bar
 
 
