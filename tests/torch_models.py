@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from torch_oracle import TorchMHSA, TorchVCA

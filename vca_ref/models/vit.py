@@ -149,7 +149,7 @@ class TinyViT(Module):
             x = blk(x)                                                           # (B, N, C)
         # 4. final norm
         x = self.norm(x)                                                         # (B, N, C)
-        self.cache = x.shape
+        self.cache = x.shape                                                     # (B, N, C): all backward needs
         # 5. head on the class token
         logits = self.head(x[:, 0])                                              # (B, K)
         self._out_shape = logits.shape
