@@ -188,17 +188,19 @@ def first_notebook_url(site: Path) -> str:
 # ------------------------------------------------------------------ tests
 def test_site_builds_strict_with_every_section(site):
     for page in ("index.html", "getting-started/index.html", "math/index.html",
-                 "code-organisation/index.html", "api/index.html", "tutorials/index.html",
-                 "gpu/index.html", "testing/index.html", "benchmarks/index.html",
-                 "reproduction/index.html"):
+                 "code-organisation/index.html", "api/index.html", "api/ops/index.html",
+                 "api/nn/index.html", "tutorials/index.html", "gpu/index.html",
+                 "testing/index.html", "benchmarks/index.html", "reproduction/index.html"):
         assert (site / page).is_file(), f"missing page {page}"
     assert (site / "assets/vendor/mathjax/tex-chtml.js").is_file(), "MathJax was not vendored"
     assert (site / "assets/vendor/mathjax/output/chtml/fonts/woff-v2").is_dir(), \
         "MathJax fonts were not vendored"
-    api = (site / "api/index.html").read_text(encoding="utf-8")
-    for name in ("vca_ref.ops.vca.vca_forward", "vca_ref.ops.vca.vca_backward",
-                 "vca_ref.nn.attention.VisualContrastAttention", "vca_ref.gradcheck.gradcheck"):
-        assert f'id="{name}"' in api, f"API reference lacks {name}"
+    for page, name in (("api/ops", "vca_ref.ops.vca.vca_forward"),
+                       ("api/ops", "vca_ref.ops.vca.vca_backward"),
+                       ("api/nn", "vca_ref.nn.attention.VisualContrastAttention"),
+                       ("api/gradcheck", "vca_ref.gradcheck.gradcheck")):
+        html = (site / page / "index.html").read_text(encoding="utf-8")
+        assert f'id="{name}"' in html, f"API reference ({page}) lacks {name}"
 
 
 def test_site_loads_nothing_from_other_hosts(site):

@@ -167,6 +167,21 @@ def on_post_page(output: str, page, config) -> str:
     return output
 
 
+# ------------------------------------------------------------------ 3b. API pages
+_RST_ROLE = re.compile(
+    r":(?:mod|func|class|meth|attr|data|obj|exc):<code>~?([A-Za-z_][\w.]*)</code>")
+
+
+def on_page_content(html_out: str, page, config, files) -> str:
+    """Docstrings use Sphinx roles (``:mod:`vca_ref.ops```); Markdown leaves the role name in
+    front of the code span. Turn each into an optional cross-reference (a link when the name is
+    documented, plain code otherwise; never a warning)."""
+    if ":<code>" in html_out:
+        html_out = _RST_ROLE.sub(
+            r'<autoref identifier="\1" optional><code>\1</code></autoref>', html_out)
+    return html_out
+
+
 # ------------------------------------------------------------------ 4. tables
 def notebook_title(nb: Path) -> str:
     """The first markdown heading of a notebook, else its file name."""
@@ -213,46 +228,87 @@ def _images(d: Path) -> list[Path]:
     return sorted(p for p in d.glob("*.png")) if d.is_dir() else []
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (list, dict)):
+def _fmt(v, key: str = "") -> str:
+    if isinstance(v, bool) or v is None:
+        v = "—" if v is None else ("yes" if v else "no")
+    elif isinstance(v, (int, float)) and "bytes" in key:
+        v = f"{v / 2**20:.2f} MiB"
+    elif isinstance(v, float):
+        v = f"{v:.4g}"
+    elif isinstance(v, (list, dict)):
         v = json.dumps(v)
-    return html.escape(str(v)).replace("|", "\\|")
+    return html.escape(str(v)).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(records: list[dict]) -> str:
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """{"vca": {"numpy_s": 1}} -> {"vca.numpy_s": 1} (one table column per leaf)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _table(records: list[dict], key_column: str | None = None) -> str:
+    rows = [_flatten(r) for r in records]
     cols: list[str] = []
-    for r in records:
+    for r in rows:
         cols += [k for k in r if k not in cols]
     lines = ["| " + " | ".join(_fmt(c) for c in cols) + " |",
              "|" + "---|" * len(cols)]
-    for r in records:
-        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, ""), c) for c in cols) + " |")
     return "\n".join(lines)
 
 
-def render_results_json(data, name: str) -> str:
-    """Markdown for one results file.
+def _is_records(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
 
-    Accepted shapes: a list of flat dicts (one table row each), or a dict with
-    optional ``title``, ``description``, ``meta`` (dict shown as a list) and
-    ``records`` or ``rows`` (the list of flat dicts).  Anything else is shown as JSON.
+
+def render_results_json(data, name: str) -> str:
+    """Markdown for one results file, whatever its exact layout.
+
+    * a list of objects: one table, one row per object (nested objects become dotted columns);
+    * an object: its ``title`` (else ``benchmark``, else the file name) and ``description``;
+      every list of objects in it becomes a table (``records``/``rows``/``points`` first);
+      an object of objects (e.g. per-target results) becomes a table with a ``name`` column;
+      an object of plain values (machine, config, conventions) becomes a collapsed list;
+      the remaining plain values are listed under the title.
     """
     out = []
-    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        out += [f"### {_fmt(name)}", "", _table(data)]
-    elif isinstance(data, dict) and isinstance(data.get("records", data.get("rows")), list):
-        out += [f"### {_fmt(data.get('title', name))}", ""]
-        if data.get("description"):
-            out += [_fmt(data["description"]), ""]
-        for k, v in (data.get("meta") or {}).items():
-            out.append(f"- **{_fmt(k)}**: {_fmt(v)}")
-        if data.get("meta"):
+    if _is_records(data):
+        return "\n".join([f"### {_fmt(name)}", "", _table(data)])
+    if not isinstance(data, dict):
+        return "\n".join([f"### {_fmt(name)}", "", "```json", json.dumps(data, indent=2), "```"])
+    out += [f"### {_fmt(data.get('title') or data.get('benchmark') or name)}", ""]
+    if data.get("description"):
+        out += [_fmt(data["description"]), ""]
+    skip = {"title", "description"}
+    scalars = [(k, v) for k, v in data.items()
+               if k not in skip and not isinstance(v, (dict, list))]
+    for k, v in scalars:
+        out.append(f"- **{_fmt(k)}**: {_fmt(v, k)}")
+    if scalars:
+        out.append("")
+    keys = sorted((k for k in data if k not in skip),
+                  key=lambda k: (k not in ("records", "rows", "points"), list(data).index(k)))
+    for k in keys:
+        v = data[k]
+        if _is_records(v):
+            out += [f"**{_fmt(k)}**", "", _table(v), ""]
+        elif isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+            out += [f"**{_fmt(k)}**", "", _table([{"name": n, **x} for n, x in v.items()]), ""]
+    for k in keys:
+        v = data[k]
+        if isinstance(v, dict) and not all(isinstance(x, dict) for x in v.values()):
+            out.append(f'??? info "{_fmt(k)}"')
+            for kk, vv in _flatten(v).items():
+                out.append(f"    - **{_fmt(kk)}**: {_fmt(vv, kk)}")
             out.append("")
-        out.append(_table(data.get("records", data.get("rows"))))
-    else:
-        out += [f"### {_fmt(name)}", "", "```json", json.dumps(data, indent=2), "```"]
+        elif isinstance(v, list) and not _is_records(v):
+            out += [f"- **{_fmt(k)}**: {_fmt(v)}", ""]
     return "\n".join(out)
 
 
