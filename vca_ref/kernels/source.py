@@ -31,19 +31,21 @@ class KernelCompileError(RuntimeError):
 
 
 def _cupy_internals():
+    """CuPy's private code generator pieces; a clear error if a CuPy release moved them."""
     cp = cupy_module()
     if cp is None:
         raise RuntimeError("CuPy is not installed: pip install 'vca_ref[gpu]'")
     try:
-        from cupy._core import _carray, _kernel, core          # noqa: PLC0415 (guarded: CuPy)
-        needed = (_kernel._get_elementwise_kernel_code, _kernel._ArgInfo, _carray.Indexer,
-                  core._cupy_header_list, core.assemble_cupy_compiler_options)
+        from cupy._core import _carray, _kernel, _scalar, core  # noqa: PLC0415 (guarded: CuPy)
+        for mod, attr in ((_kernel, "_get_elementwise_kernel_code"), (_kernel, "_ArgInfo"),
+                          (_carray, "Indexer"), (_scalar, "CScalar"),
+                          (core, "_cupy_header_list"), (core, "assemble_cupy_compiler_options")):
+            getattr(mod, attr)
     except (ImportError, AttributeError) as e:                  # pragma: no cover - CuPy drift
         raise RuntimeError(f"CuPy {cp.__version__} no longer has the internals that reproduce "
                            f"its ElementwiseKernel source ({e}); update vca_ref/kernels/source.py"
                            ) from e
-    del needed
-    return cp, _carray, _kernel, core
+    return cp, _carray, _kernel, _scalar, core
 
 
 def full_source(name: str, dtype) -> str:
@@ -51,7 +53,7 @@ def full_source(name: str, dtype) -> str:
     kernel = cuda.build_kernel(name, dtype)
     if name in cuda.ROWWISE:
         return kernel.code
-    cp, _carray, _kernel, core = _cupy_internals()
+    cp, _carray, _kernel, _scalar, core = _cupy_internals()
     dtype = np.dtype(dtype)
     scalars = cuda.ELEMENTWISE[name].scalars
     in_types, out_types, type_map = kernel._decide_params_type((dtype.type,) * kernel.nin, ())
@@ -60,7 +62,8 @@ def full_source(name: str, dtype) -> str:
         if p.name == "_ind":
             arginfos.append(_kernel._ArgInfo(_ARG_INDEXER, _carray.Indexer, None, 1, True, True))
         elif p.name in scalars:
-            arginfos.append(_kernel._ArgInfo(_ARG_SCALAR, type(None), dtype.type, 0, True, True))
+            arginfos.append(_kernel._ArgInfo(_ARG_SCALAR, _scalar.CScalar, dtype.type, 0, True,
+                                             True))
         else:
             arginfos.append(_kernel._ArgInfo(_ARG_NDARRAY, cp.ndarray, dtype.type, 1, True, True))
     code = _kernel._get_elementwise_kernel_code(tuple(arginfos), type_map, kernel.params,
@@ -71,7 +74,7 @@ def full_source(name: str, dtype) -> str:
 
 def nvrtc_options(arch: str | int) -> tuple[str, ...]:
     """CuPy's NVRTC options (include paths, ``--std=c++17``) plus ``-ftz=true`` and the arch."""
-    _, _, _, core = _cupy_internals()
+    core = _cupy_internals()[-1]
     return tuple(core.assemble_cupy_compiler_options(())) + (
         "-ftz=true", f"--gpu-architecture=compute_{int(arch)}")
 
