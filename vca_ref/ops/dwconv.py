@@ -2,14 +2,16 @@
 
 Shapes: x (B, H, W, C)   w (C, 1, 3, 3) (PyTorch layout, groups = C)   b (C,)   y (B, H, W, C)
 
-Forward (xp = x zero-padded by 1 on H and W):
-    y[b, i, j, c] = b[c] + sum_{u,v in 0..2} w[c, 0, u, v] * xp[b, i+u, j+v, c]
+Forward (x read as zero outside the grid, i.e. padding 1):
+    y[b, i, j, c] = b[c] + sum_{u,v in 0..2} w[c, 0, u, v] * x[b, i+u-1, j+v-1, c]
 
 Backward:
-    dw[c, 0, u, v] = sum_{b,i,j} dy[b, i, j, c] * xp[b, i+u, j+v, c]
-    dxp[b, i+u, j+v, c] += w[c, 0, u, v] * dy[b, i, j, c]   then crop the padding
+    dx[b, i, j, c] = sum_{u,v} w[c, 0, u, v] * dy[b, i-u+1, j-v+1, c]
+                   (the same correlation with the kernel turned by 180 degrees)
+    dw[c, 0, u, v] = sum_{b,i,j} dy[b, i, j, c] * x[b, i+u-1, j+v-1, c]
     db[c] = sum_{b,i,j} dy[b, i, j, c]
-The kernel is applied as 9 shifted multiply-adds (no im2col copy).
+The kernel is applied as 9 shifted multiply-adds on overlapping slices of the grid (no padded
+copy, no im2col copy); a tap that would read outside the grid simply skips those rows/columns.
 """
 from __future__ import annotations
 
@@ -19,41 +21,68 @@ from ..backend import get_array_module
 
 
 class DWConvCache(NamedTuple):
-    xpad: object    # (B, H+2, W+2, C) zero-padded input
+    x: object       # (B, H, W, C) input, needed for dw
     w: object       # (C, 1, 3, 3)
+
+
+def _span(k: int, n: int) -> tuple[slice, slice]:
+    """Output and input index ranges of tap k (offset k - 1) along an axis of length n.
+
+    out[o] += in[o + k - 1] for every o whose source o + k - 1 lies inside 0 .. n-1.
+    """
+    d = k - 1
+    return slice(max(0, -d), n - max(0, d)), slice(max(0, d), n + min(0, d))
+
+
+def _taps():
+    """The 8 off-centre taps (u, v); the centre (1, 1) covers the whole grid and starts the sum."""
+    return [(u, v) for u in range(3) for v in range(3) if (u, v) != (1, 1)]
+
+
+def _correlate3x3(x, wt):
+    """``sum_{u,v} wt[u, v] * x[:, i+u-1, j+v-1]`` with zero padding; x (B, H, W, C), wt (3, 3, C)."""
+    xp = get_array_module(x)
+    B, H, W, C = x.shape
+    y = x * wt[1, 1]                                             # (B, H, W, C) centre tap
+    tmp = xp.empty_like(x)                                       # one scratch buffer for all taps
+    for u, v in _taps():
+        (oi, ii), (oj, ij) = _span(u, H), _span(v, W)
+        t = tmp[:, oi, oj]
+        xp.multiply(x[:, ii, ij], wt[u, v], out=t)               # no fused multiply-add in NumPy:
+        y[:, oi, oj] += t                                        # product into scratch, then add
+    return y
+
+
+def _channels_last(w):
+    # (C, 1, 3, 3) -> (3, 3, C), made contiguous: a strided (C,) operand is ~1.6x slower to broadcast
+    xp = get_array_module(w)
+    return xp.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
 
 
 def dwconv3x3_forward(x, w, b):
     """Depthwise 3x3 conv of x (B, H, W, C) with w (C, 1, 3, 3), b (C,)."""
-    xp = get_array_module(x)
     B, H, W, C = x.shape
     if tuple(w.shape) != (C, 1, 3, 3):
         raise ValueError(f"dwconv weight must have shape {(C, 1, 3, 3)}, got {tuple(w.shape)}")
-    xpad = xp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))          # (B, H+2, W+2, C)
-    wt = w[:, 0].transpose(1, 2, 0)                              # (3, 3, C)
-    y = xp.empty_like(x)                                         # (B, H, W, C)
-    y[...] = b
-    for u in range(3):
-        for v in range(3):
-            y += xpad[:, u:u + H, v:v + W, :] * wt[u, v]
-    return y, DWConvCache(xpad=xpad, w=w)
+    y = _correlate3x3(x, _channels_last(w))                      # (B, H, W, C)
+    y += b
+    return y, DWConvCache(x=x, w=w)
 
 
 def dwconv3x3_backward(dy, cache: DWConvCache):
     """Return ``(dx, dw, db)``."""
     xp = get_array_module(dy)
-    xpad, w = cache.xpad, cache.w
+    x, w = cache.x, cache.w
     B, H, W, C = dy.shape
-    wt = w[:, 0].transpose(1, 2, 0)                              # (3, 3, C)
-    dxpad = xp.zeros_like(xpad)                                  # (B, H+2, W+2, C)
+    # y[i, j] += wt[u, v] * x[i+u-1, j+v-1]  =>  dx[i, j] += wt[u, v] * dy[i-u+1, j-v+1],
+    # a correlation of dy with the kernel turned by 180 degrees
+    dx = _correlate3x3(dy, _channels_last(w)[::-1, ::-1])        # (B, H, W, C)
     dwt = xp.empty((3, 3, C), dtype=dy.dtype)                    # (3, 3, C)
     for u in range(3):
         for v in range(3):
-            # y += xpad[:, u:u+H, v:v+W] * wt[u, v]
-            dxpad[:, u:u + H, v:v + W, :] += dy * wt[u, v]
-            win = xpad[:, u:u + H, v:v + W, :]
-            dwt[u, v] = (win * dy).reshape(-1, C).sum(axis=0)
-    db = dy.reshape(-1, C).sum(axis=0)                                         # (C,)
+            (oi, ii), (oj, ij) = _span(u, H), _span(v, W)
+            # einsum sums the products without materialising them (one pass, no temporary)
+            dwt[u, v] = xp.einsum("bijc,bijc->c", dy[:, oi, oj], x[:, ii, ij])
+    db = dy.reshape(-1, C).sum(axis=0)                           # (C,)
     dw = dwt.transpose(2, 0, 1)[:, None].copy()                  # (C, 1, 3, 3)
-    dx = dxpad[:, 1:H + 1, 1:W + 1, :].copy()                    # (B, H, W, C)
     return dx, dw, db
