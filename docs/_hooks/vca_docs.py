@@ -1,13 +1,14 @@
 """MkDocs hooks for the vca_ref site (loaded by ``hooks:`` in mkdocs.yml).
 
-Four jobs, each small, none of them touching the network:
+Five jobs, each small, none of them touching the network:
 
 1. **Notebooks, single source.**  ``notebooks/*.ipynb`` stay where they are (the
    test suite executes them there).  ``on_files`` adds each one to the build as
    ``tutorials/<name>.ipynb`` *before* mkdocs-jupyter's own ``on_files`` runs
    (higher event priority), so mkdocs-jupyter renders them like any page;
    ``on_config`` appends them to the "Tutorials" section of the nav, so a new
-   notebook shows up without editing mkdocs.yml.  No symlink, no copy in git.
+   notebook shows up without editing mkdocs.yml; ``<!-- vca:notebooks -->`` on
+   tutorials/index.md becomes a list of them.  No symlink, no copy in git.
 2. **MathJax, vendored at build time.**  MathJax 3 is installed from the npm
    registry by ``.ci/install-docs.sh`` into ``.cache/docs-js`` (git-ignored);
    ``on_files`` adds its ``es5`` files to the build under
@@ -17,7 +18,11 @@ Four jobs, each small, none of them touching the network:
    MathJax-2 loader and a mermaid ES-module import from a CDN; ``on_post_page``
    strips both from notebook pages (the site-wide vendored MathJax typesets
    their math instead).
-4. **Generated tables.**  ``on_page_markdown`` replaces the markers
+4. **A complete API reference.**  ``<!-- vca:api-undocumented -->`` on api.md becomes a
+   ``::: module`` entry for every public module of ``vca_ref`` that no API page lists yet, so a
+   newly added module is documented even before someone files it under the right page.
+   Sphinx roles in docstrings (``:mod:`x```) become optional cross-references.
+5. **Generated tables.**  ``on_page_markdown`` replaces the markers
    ``<!-- vca:benchmarks -->`` and ``<!-- vca:toy-results -->`` with tables
    rendered from JSON files written by ``benchmarks/`` and ``vca-ref compare``
    (git-ignored outputs).  Absent files give a short "not run yet" note, so the
@@ -167,7 +172,7 @@ def on_post_page(output: str, page, config) -> str:
     return output
 
 
-# ------------------------------------------------------------------ 3b. API pages
+# ------------------------------------------------------------------ 4. API pages
 _RST_ROLE = re.compile(
     r":(?:mod|func|class|meth|attr|data|obj|exc):<code>~?([A-Za-z_][\w.]*)</code>")
 
@@ -182,7 +187,7 @@ def on_page_content(html_out: str, page, config, files) -> str:
     return html_out
 
 
-# ------------------------------------------------------------------ 4. tables
+# ------------------------------------------------------------------ 5. generated content
 def notebook_title(nb: Path) -> str:
     """The first markdown heading of a notebook, else its file name."""
     try:
@@ -208,7 +213,35 @@ def _notebook_list() -> str:
                      for nb in nbs) + "\n"
 
 
+def undocumented_modules() -> list[str]:
+    """Public leaf modules of vca_ref that no ``::: name`` line of the API pages documents."""
+    documented = set()
+    for md in [ROOT / "docs/api.md", *sorted((ROOT / "docs/api").glob("*.md"))]:
+        if md.is_file():
+            documented |= set(re.findall(r"^:::\s+(vca_ref[\w.]*)", md.read_text(), re.M))
+    found = []
+    for py in sorted((ROOT / "vca_ref").rglob("*.py")):
+        rel = py.relative_to(ROOT).with_suffix("")
+        if py.name == "__init__.py" or any(part.startswith("_") for part in rel.parts):
+            continue
+        name = ".".join(rel.parts)
+        if name not in documented:
+            found.append(name)
+    return found
+
+
+def _undocumented_markdown() -> str:
+    mods = undocumented_modules()
+    if not mods:
+        return ""
+    return ("## Other modules\n\nModules added since the pages above were organised "
+            "(listed automatically by the docs build):\n\n"
+            + "\n\n".join(f"::: {m}" for m in mods) + "\n")
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    if "<!-- vca:api-undocumented -->" in markdown:
+        markdown = markdown.replace("<!-- vca:api-undocumented -->", _undocumented_markdown())
     if "<!-- vca:notebooks -->" in markdown:
         markdown = markdown.replace("<!-- vca:notebooks -->", _notebook_list())
     if "<!-- vca:benchmarks -->" in markdown:
