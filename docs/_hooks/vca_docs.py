@@ -33,7 +33,7 @@ Environment variables (all optional):
     VCA_DOCS_MATHJAX        directory holding MathJax's es5/ build (tex-chtml.js)
     VCA_DOCS_NOTEBOOKS      directory of the notebooks to render (default notebooks/)
     VCA_DOCS_BENCH_RESULTS  directory of benchmark JSON/PNG (default benchmarks/results/)
-    VCA_DOCS_TOY_RESULTS    directory of toy-scale result JSON/PNG (default runs/docs/)
+    VCA_DOCS_TOY_RESULTS    directory of toy-scale result JSON/PNG (default runs/compare/, where `vca-ref compare` writes)
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def _add_files(files: Files, config) -> Files:
         files.append(File.generated(config, f"{MATHJAX_DEST}/{rel}", abs_src_path=str(path)))
 
     for var, default, dest in (("VCA_DOCS_BENCH_RESULTS", "benchmarks/results", "benchmarks"),
-                               ("VCA_DOCS_TOY_RESULTS", "runs/docs", "reproduction")):
+                               ("VCA_DOCS_TOY_RESULTS", "runs/compare", "reproduction")):
         for img in _images(results_dir(var, default)):
             files.append(File.generated(config, f"{dest}/results/{img.name}",
                                         abs_src_path=str(img)))
@@ -153,7 +153,7 @@ def on_serve(server, config, builder):
     """`mkdocs serve` also reloads when the notebooks, the package or results change."""
     for p in (notebooks_dir(), ROOT / "vca_ref",
               results_dir("VCA_DOCS_BENCH_RESULTS", "benchmarks/results"),
-              results_dir("VCA_DOCS_TOY_RESULTS", "runs/docs")):
+              results_dir("VCA_DOCS_TOY_RESULTS", "runs/compare")):
         if p.is_dir():
             server.watch(str(p))
     return server
@@ -178,9 +178,15 @@ _RST_ROLE = re.compile(
 
 
 def on_page_content(html_out: str, page, config, files) -> str:
-    """Docstrings use Sphinx roles (``:mod:`vca_ref.ops```); Markdown leaves the role name in
+    """Notebook pages get a download link to their .ipynb (copied beside the page by
+    mkdocs-jupyter's ``include_source``).  Docstrings use Sphinx roles (``:mod:`vca_ref.ops```); Markdown leaves the role name in
     front of the code span. Turn each into an optional cross-reference (a link when the name is
     documented, plain code otherwise; never a warning)."""
+    if page.file.src_uri.endswith(".ipynb"):
+        name = Path(page.file.src_uri).name
+        html_out = (f'<p class="vca-nb-source"><a href="{name}" download>Download this notebook'
+                    f'</a> (source: <code>notebooks/{name}</code>, stored without outputs; run it '
+                    f'with Jupyter to see them)</p>\n' + html_out)
     if ":<code>" in html_out:
         html_out = _RST_ROLE.sub(
             r'<autoref identifier="\1" optional><code>\1</code></autoref>', html_out)
@@ -251,8 +257,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             "`benchmarks/` (see above), then rebuild the site."))
     if "<!-- vca:toy-results -->" in markdown:
         markdown = markdown.replace("<!-- vca:toy-results -->", _results_markdown(
-            results_dir("VCA_DOCS_TOY_RESULTS", "runs/docs"), "reproduction/results",
-            "No toy-scale results in `runs/docs/` yet: run `vca-ref compare` (see "
+            results_dir("VCA_DOCS_TOY_RESULTS", "runs/compare"), "reproduction/results",
+            "No toy-scale results in `runs/compare/` yet: run `vca-ref compare` (see "
             "[Getting started](getting-started.md)), then rebuild the site."))
     return markdown
 
@@ -268,6 +274,8 @@ def _fmt(v, key: str = "") -> str:
         v = f"{v / 2**20:.2f} MiB"
     elif isinstance(v, float):
         v = f"{v:.4g}"
+    elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        v = f"{len(v)} entries"            # e.g. a per-epoch history: too long for a cell
     elif isinstance(v, (list, dict)):
         v = json.dumps(v)
     return html.escape(str(v)).replace("|", "\\|").replace("\n", " ")
@@ -347,11 +355,14 @@ def render_results_json(data, name: str) -> str:
 
 def _results_markdown(d: Path, url_dir: str, missing: str) -> str:
     jsons = sorted(d.glob("*.json")) if d.is_dir() else []
+    tables = sorted(d.glob("*.md")) if d.is_dir() else []
     images = _images(d)
-    if not jsons and not images:
+    if not jsons and not images and not tables:
         return f'!!! note "Not run yet"\n    {missing}\n'
     parts = [f"*Generated from `{d.relative_to(ROOT) if d.is_relative_to(ROOT) else d}` "
              "when the site was built.*", ""]
+    for t in tables:                      # Markdown a script wrote (e.g. compare's table.md)
+        parts += [f"### {_fmt(t.stem)}", "", t.read_text(encoding="utf-8"), ""]
     for j in jsons:
         try:
             data = json.loads(j.read_text())
