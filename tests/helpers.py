@@ -96,14 +96,15 @@ def rel_err(ours, ref, floor: float = 0.0) -> float:
                  / max(float(np.max(np.abs(ref), initial=0.0)), floor, 1e-300))
 
 
-def compare(pairs: dict, tol: float) -> None:
+def compare(pairs: dict, tol: float, dtype=None) -> None:
     """Assert ``rel_err(ours, ref, floor) <= tol`` for every named pair ``(ours, ref)``.
 
     ``floor`` = 1e-2 x the largest magnitude over ALL the reference tensors of the call, so a
     tensor whose true value is ~0 through a cancellation (the lambda gradients when E+ = E-,
     which RMSNorm's scale invariance makes ~1e-4 of the other gradients) is compared on the
-    scale of the quantities it was computed from, not on its own round-off.  The shape and
-    dtype of each pair must match.  On failure the message lists every tensor's error.
+    scale of the quantities it was computed from, not on its own round-off.  Shapes must
+    match, and every ``ours`` must have ``dtype`` when given (the reference may be float64).
+    On failure the message lists every tensor's error.
     """
     scale = max(float(np.max(np.abs(np.asarray(r, dtype=np.float64)), initial=0.0))
                 for _, r in pairs.values())
@@ -112,11 +113,31 @@ def compare(pairs: dict, tol: float) -> None:
     for name, (ours, ref) in pairs.items():
         ours, ref = np.asarray(ours), np.asarray(ref)
         assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != reference {ref.shape}"
-        assert ours.dtype == ref.dtype, f"{name}: dtype {ours.dtype} != reference {ref.dtype}"
+        if dtype is not None:
+            assert ours.dtype == np.dtype(dtype), f"{name}: dtype {ours.dtype}, expected {np.dtype(dtype)}"
         errs[name] = rel_err(ours, ref, floor)
-    bad = {k: v for k, v in errs.items() if not v <= tol}
-    assert not bad, (f"relative error above {tol:g} for {sorted(bad)}:\n"
+    bad = sorted(k for k in errs if not errs[k] <= tol)
+    assert not bad, (f"relative error above {tol:g} for {bad}:\n"
                      + "\n".join(f"  {k:<22} {v:.3e}" for k, v in errs.items()))
+
+
+def float32_resolvable(m) -> bool:
+    """False at the degenerate points where float32 cannot resolve VCA's gradients at 1e-4.
+
+    With E+ = E- the two streams are equal, so a differential stage computes (1 - lambda) U:
+    for |1 - lambda| < 0.1 its RMSNorm input is ~0 and in the eps regime, where every
+    gradient through it is round-off amplified (PyTorch's own float32 misses the float64
+    answer by ~1e-3 there).  Head dim 1 makes RMSNorm ~sign(z), with the same effect.
+    These points are covered in float64 (oracle and finite differences).
+    """
+    cfg = getattr(m, "config", None)
+    if cfg is None:                                   # MHSA: no RMSNorm, nothing degenerate
+        return True
+    if cfg.head_dim < 2:
+        return False
+    if cfg.tied_embeddings:
+        return all(abs(1.0 - lam) >= 0.1 for lam in m.lambdas().values())
+    return True
 
 
 # --------------------------------------------------------------------------- op table

@@ -8,6 +8,15 @@ and one backward with the same random upstream gradient.  Error measure (helpers
 i.e. normwise relative to the tensor's own scale, with a floor of 1e-2 x S, S the largest
 magnitude among all tensors of that comparison (so a gradient that is ~0 by a cancellation is
 judged on the scale it was computed from).  Bounds: 1e-10 in float64, 1e-4 in float32.
+
+The reference is always the oracle run in float64.  For a float32 check, our float32 op or
+module runs on float32 values and the oracle runs in float64 on exactly those values (the
+same float32 inputs, parameters and upstream gradient, widened), so the error measured is
+our float32 round-off alone -- not the sum of ours and torch's float32 round-off, which on
+ill-conditioned corners (head dim 1, where RMSNorm is nearly a sign function) is mostly
+torch's.  Our float32 results must also BE float32 (outputs and every gradient).
+Float32 module checks run at points float32 can resolve (helpers.float32_resolvable: not at
+E+ = E- with lambda ~ 1, not head dim 1); those degenerate points are checked in float64.
 """
 import dataclasses
 
@@ -16,11 +25,15 @@ import pytest
 import torch
 
 import torch_oracle as T
-from helpers import VCA_CASES, compare, make_mhsa, make_vca, op_cases, tokens, vca_kwargs
+from helpers import (VCA_CASES, compare, float32_resolvable, make_mhsa, make_vca, op_cases, tokens,
+                     vca_kwargs)
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention
 
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
-TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
+
+def wide(a):
+    """A float64 torch tensor holding exactly the values of ``a`` (any float dtype)."""
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
 OPS = op_cases()
 
 
@@ -77,19 +90,19 @@ def test_op_matches_torch(name, dtype):
     dout = np.random.default_rng(0).standard_normal(out.shape).astype(dtype)
     grads = case.backward(dout, cache)
 
-    tin = {k: torch.tensor(v, requires_grad=True) for k, v in case.inputs.items()}
+    tin = {k: wide(v).requires_grad_(True) for k, v in case.inputs.items()}
     tout = TORCH_OPS[name](tin, case.consts)
-    tgrads = torch.autograd.grad(tout, list(tin.values()), torch.from_numpy(dout))
+    tgrads = torch.autograd.grad(tout, list(tin.values()), wide(dout))
 
     assert set(grads) == set(case.inputs)
     pairs = {"out": (out, tout.detach().numpy())}
     pairs.update({f"d{k}": (grads[k], g.numpy()) for k, g in zip(tin, tgrads)})
-    compare(pairs, TOL[dtype])
+    compare(pairs, TOL[dtype], dtype)
 
 
 # --------------------------------------------------------------------------- modules
 
-def torch_twin(module, tdtype):
+def torch_twin(module, tdtype=torch.float64):
     """The oracle module with the same options, loaded from our state dict (SPEC names)."""
     if isinstance(module, VisualContrastAttention):
         cfg = dataclasses.asdict(module.config)
@@ -97,32 +110,44 @@ def torch_twin(module, tdtype):
         tm = T.TorchVCA(**cfg, dtype=tdtype)
     else:
         tm = T.TorchMHSA(module.dim, module.num_heads, dtype=tdtype)
+    # the SPEC interchange: torch loads our state dict as it is (strict: same names and shapes)
     tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in module.state_dict().items()})
     return tm
 
 
-def check_module(m, x, dtype):
-    tm = torch_twin(m, TORCH_DTYPE[dtype])
+def module_pairs(m, x, seed=9):
+    """Our module vs its float64 oracle twin on the same values: ``{name: (ours, reference)}``."""
     y = m.forward(x)
-    dy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(x.dtype)
     dx = m.backward(dy)
     grads = m.named_grads()
 
-    xt = torch.tensor(x, requires_grad=True)
+    tm = torch_twin(m)
+    xt = wide(x).requires_grad_(True)
     yt = tm(xt)
-    yt.backward(torch.from_numpy(dy))
+    yt.backward(wide(dy))
     tparams = dict(tm.named_parameters())
     assert set(tparams) == set(grads) == set(m.state_dict())
 
     pairs = {"y": (y, yt.detach().numpy()), "dx": (dx, xt.grad.numpy())}
     pairs.update({f"d[{k}]": (grads[k], p.grad.numpy()) for k, p in tparams.items()})
-    compare(pairs, TOL[dtype])
+    return pairs
+
+
+def check_module(m, x, dtype):
+    if dtype == np.float32:
+        assert float32_resolvable(m), "pick a seed away from the degenerate points (see helpers)"
+    compare(module_pairs(m, x), TOL[dtype], dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", list(VCA_CASES))
 def test_vca_module_matches_torch(case, dtype):
-    m = make_vca(case, seed=11, dtype=dtype)
+    seed = 11
+    if dtype == np.float32:             # the first draw from 11 on that float32 can resolve
+        while not float32_resolvable(make_vca(case, seed=seed)):
+            seed += 1
+    m = make_vca(case, seed=seed, dtype=dtype)
     check_module(m, tokens(m, batch=2, seed=12, dtype=dtype), dtype)
 
 
