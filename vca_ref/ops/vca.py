@@ -39,11 +39,11 @@ from .vca_config import LAMBDA_NAMES, VCAConfig
 class VCACache(NamedTuple):
     cfg: VCAConfig
     qkv: object     # LinearCache                          step 0
-    qs: object      # (B, h, N, d)  s * q
+    q: object       # (B, h, N, d)  views into the qkv projection's output
     k: object       # (B, h, N, d)
     v: object       # (B, h, N, d)
     pool: object    # PoolCache or None                    step 1
-    T: object       # (B, h, 2n, d) tokens [T+; T-] (n rows when T- is unused)
+    Ts: object      # (B, h, 2n, d) s * [T+; T-] (n rows when T- is unused)
     lam1: object    # LambdaCache or None                  step 3
     lam2: object
     s1: object      # SoftmaxCache, S1 (B, h, 2n|n, N)     step 4
@@ -92,22 +92,25 @@ def vca_forward(x, params: dict, cfg: VCAConfig):
     lam1, c_lam1 = _lambda(params, 1, li) if cfg.stage1_differential else (None, None)
     lam2, c_lam2 = _lambda(params, 2, li) if cfg.stage2_differential else (None, None)
 
+    # the scale s of both stages' logits is applied to the small token matrix T (2n x d per head)
+    # rather than to the (N x d) queries and keys: s (T k^T) = (s T) k^T, s (q T^T) = q (s T)^T
+    Ts = T * s                                                                  # (B, h, 2n, d)
+
     # 4. Stage I: global contrast, the tokens attend to all N keys
     kT = k.swapaxes(-1, -2)                                                     # (B, h, d, N)
     if cfg.stage1_differential:
-        S1, c_s1 = softmax_forward((T * s) @ kT)                                # (B, h, 2n, N)
+        S1, c_s1 = softmax_forward(Ts @ kT)                                     # (B, h, 2n, N)
         U = S1 @ v                                                              # (B, h, 2n, d)
         Z1, c_dc1 = diff_combine_forward(U[:, :, :n], U[:, :, n:], lam1)        # (B, h, n, d)
-        R1, c_n1 = rmsnorm_forward(Z1, params["stage1.norm.weight"], eps)       # (B, h, n, d)
-        Vh = (1.0 - li) * R1                                                    # (B, h, n, d)
+        # (1 - li) RMSNorm(Z; w) = RMSNorm(Z; (1 - li) w): the scale rides on the (d,) weight
+        Vh, c_n1 = rmsnorm_forward(Z1, (1.0 - li) * params["stage1.norm.weight"], eps)  # (B, h, n, d)
     else:
-        S1, c_s1 = softmax_forward((T[:, :, :n] * s) @ kT)                      # (B, h, n, N)
+        S1, c_s1 = softmax_forward(Ts[:, :, :n] @ kT)                           # (B, h, n, N)
         Vh, c_dc1, c_n1 = S1 @ v, None, None                                    # (B, h, n, d)
 
     # 5. Stage II: every query attends to the contrast tokens
-    qs = q * s                                                                  # (B, h, N, d)
     if cfg.stage2_differential:
-        L2 = qs @ T.swapaxes(-1, -2)                                            # (B, h, N, 2n)
+        L2 = q @ Ts.swapaxes(-1, -2)                                            # (B, h, N, 2n)
         if cfg.stage2_softmax == "joint":
             S2, c_s2 = softmax_forward(L2)                                      # (B, h, N, 2n)
             Sp, Sn = S2[..., :n], S2[..., n:]                                   # (B, h, N, n)
@@ -116,10 +119,10 @@ def vca_forward(x, params: dict, cfg: VCAConfig):
             Sn, c_sn = softmax_forward(L2[..., n:])                             # (B, h, N, n)
             c_s2 = (c_sp, c_sn)
         A, c_dc2 = diff_combine_forward(Sp, Sn, lam2)                           # (B, h, N, n)
-        R2, c_n2 = rmsnorm_forward(A @ Vh, params["stage2.norm.weight"], eps)   # (B, h, N, d)
-        O = (1.0 - li) * R2                                                     # (B, h, N, d)
+        # the (1 - li) scale folded into the norm weight, as in stage I (saves a pass over N x d)
+        O, c_n2 = rmsnorm_forward(A @ Vh, (1.0 - li) * params["stage2.norm.weight"], eps)  # (B, h, N, d)
     else:
-        A, c_s2 = softmax_forward(qs @ T[:, :, :n].swapaxes(-1, -2))            # (B, h, N, n)
+        A, c_s2 = softmax_forward(q @ Ts[:, :, :n].swapaxes(-1, -2))            # (B, h, N, n)
         O, c_dc2, c_n2 = A @ Vh, None, None                                     # (B, h, N, d)
 
     # 6. merge heads, depthwise-conv residual on the patch rows
@@ -131,7 +134,7 @@ def vca_forward(x, params: dict, cfg: VCAConfig):
         Om[:, P:] += D.reshape(B, H * W, C)
     # 7. output projection
     y, c_proj = linear_forward(Om, params["proj.weight"], params["proj.bias"])  # (B, N, C)
-    cache = VCACache(cfg, c_qkv, qs, k, v, c_pool, T, c_lam1, c_lam2, c_s1, c_dc1, c_n1, Vh,
+    cache = VCACache(cfg, c_qkv, q, k, v, c_pool, Ts, c_lam1, c_lam2, c_s1, c_dc1, c_n1, Vh,
                      c_s2, c_dc2, A, c_n2, c_dwc, c_proj)
     return y, cache
 
@@ -143,7 +146,7 @@ def vca_backward(dy, cache: VCACache):
     B, N, C = dy.shape
     h, n, P = cfg.num_heads, cfg.num_contrast_tokens, cfg.num_prefix_tokens
     (H, W), s, li = cfg.grid_size, cfg.head_dim ** -0.5, cfg.lambda_init
-    T, Vh = c.T, c.Vh
+    Ts, Vh = c.Ts, c.Vh
     g = {}
 
     # 7. y = Om Wproj^T + bproj
@@ -156,8 +159,9 @@ def vca_backward(dy, cache: VCACache):
 
     # 5. Stage II
     if cfg.stage2_differential:
-        # O = (1 - li) RMSNorm2(Z2),  Z2 = A Vh
-        dZ2, g["stage2.norm.weight"] = rmsnorm_backward((1.0 - li) * dO, c.n2)  # (B, h, N, d)
+        # O = RMSNorm(Z2; (1 - li) w2),  Z2 = A Vh
+        dZ2, dw2 = rmsnorm_backward(dO, c.n2)                                   # (B, h, N, d)
+        g["stage2.norm.weight"] = (1.0 - li) * dw2                              # (d,)
         dA = dZ2 @ Vh.swapaxes(-1, -2)                                          # (B, h, N, n)
         dVh = c.A.swapaxes(-1, -2) @ dZ2                                        # (B, h, n, d)
         # A = Sp - lam2 Sn
@@ -169,23 +173,23 @@ def vca_backward(dy, cache: VCACache):
         else:
             dL2 = xp.concatenate([softmax_backward(dSp, c.s2[0]),
                                   softmax_backward(dSn, c.s2[1])], axis=-1)     # (B, h, N, 2n)
-        # L2 = qs T^T
-        dqs = dL2 @ T                                                           # (B, h, N, d)
-        dT = dL2.swapaxes(-1, -2) @ c.qs                                        # (B, h, 2n, d)
+        # L2 = q (s T)^T
+        dq = dL2 @ Ts                                                           # (B, h, N, d)
+        dT = (dL2.swapaxes(-1, -2) @ c.q) * s                                   # (B, h, 2n, d)
     else:
-        # O = A Vh,  A = softmax(qs T+^T)
+        # O = A Vh,  A = softmax(q (s T+)^T)
         dVh = c.A.swapaxes(-1, -2) @ dO                                         # (B, h, n, d)
         dL2 = softmax_backward(dO @ Vh.swapaxes(-1, -2), c.s2)                  # (B, h, N, n)
-        dqs = dL2 @ T[:, :, :n]                                                 # (B, h, N, d)
-        dT = xp.zeros(T.shape, dtype=dy.dtype)                                  # (B, h, 2n|n, d)
-        dT[:, :, :n] = dL2.swapaxes(-1, -2) @ c.qs
-    dq = dqs * s                                                                # (B, h, N, d)
+        dq = dL2 @ Ts[:, :, :n]                                                 # (B, h, N, d)
+        dT = xp.zeros(Ts.shape, dtype=dy.dtype)                                 # (B, h, 2n|n, d)
+        dT[:, :, :n] = (dL2.swapaxes(-1, -2) @ c.q) * s
 
     # 4. Stage I
     S1 = c.s1.y
     if cfg.stage1_differential:
-        # Vh = (1 - li) RMSNorm1(Z1),  Z1 = U+ - lam1 U-
-        dZ1, g["stage1.norm.weight"] = rmsnorm_backward((1.0 - li) * dVh, c.n1)  # (B, h, n, d)
+        # Vh = RMSNorm(Z1; (1 - li) w1),  Z1 = U+ - lam1 U-
+        dZ1, dw1 = rmsnorm_backward(dVh, c.n1)                                  # (B, h, n, d)
+        g["stage1.norm.weight"] = (1.0 - li) * dw1                              # (d,)
         dUp, dUn, dlam1 = diff_combine_backward(dZ1, c.dc1)
         _lambda_grads(g, 1, dlam1, c.lam1)
         dU = xp.concatenate([dUp, dUn], axis=2)                                 # (B, h, 2n, d)
@@ -196,11 +200,11 @@ def vca_backward(dy, cache: VCACache):
     dv = S1.swapaxes(-1, -2) @ dU                                               # (B, h, N, d)
     dL1 = softmax_backward(dU @ c.v.swapaxes(-1, -2), c.s1)                     # (B, h, 2n|n, N)
     dT[:, :, rows] += (dL1 @ c.k) * s                                           # (B, h, 2n|n, d)
-    dk = (dL1.swapaxes(-1, -2) @ T[:, :, rows]) * s                             # (B, h, N, d)
+    dk = dL1.swapaxes(-1, -2) @ Ts[:, :, rows]                                  # (B, h, N, d)
 
     # 2. T = [t0 + E+ ; t0 + E-]  (E- = E+ when tied)
     dtp = dT[:, :, :n]                                                          # (B, h, n, d)
-    dt0 = dtp + dT[:, :, n:] if T.shape[2] == 2 * n else dtp                    # (B, h, n, d)
+    dt0 = dtp + dT[:, :, n:] if Ts.shape[2] == 2 * n else dtp                   # (B, h, n, d)
     if cfg.has_e_neg:
         g["e_pos"] = merge_heads(dtp.sum(axis=0, keepdims=True))                # (1, n, C)
         g["e_neg"] = merge_heads(dT[:, :, n:].sum(axis=0, keepdims=True))       # (1, n, C)
