@@ -60,7 +60,8 @@ _FIELD_HELP = {
     "momentum": "SGD momentum", "warmup_epochs": "linear warmup length in epochs",
     "min_lr": "final learning rate of the cosine schedule",
     "clip_grad": "max global gradient norm (0 turns clipping off)",
-    "label_smoothing": "cross-entropy label smoothing", "test_fraction": "held-out fraction per class",
+    "label_smoothing": "cross-entropy label smoothing",
+    "augment_shift": "random translation of training images by up to this many pixels", "test_fraction": "held-out fraction per class",
     "seed": "seed of the initialisation, split, batches and noise", "device": "'cpu' or 'cuda'",
     "dtype": "'float32' or 'float64'", "out_dir": "run folder", "progress": "show a progress bar",
     "objective": "'ddpm' (epsilon prediction) or 'flow' (SiT velocity)",
@@ -97,7 +98,7 @@ def _config_from_args(cls, args, **extra):
 
 
 _ALL_CONFIG_FIELDS = {"dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
-                      "momentum", "warmup_epochs", "min_lr", "clip_grad", "label_smoothing",
+                      "momentum", "warmup_epochs", "min_lr", "clip_grad", "label_smoothing", "augment_shift",
                       "test_fraction", "seed", "device", "dtype", "progress", "objective",
                       "beta_schedule", "num_timesteps", "ema_decay"}
 

@@ -196,3 +196,26 @@ def iterate_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
     for start in range(0, min(stop, n), batch_size):
         idx = order[start:start + batch_size]                          # (B,)
         yield x[idx], y[idx]
+
+
+def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate every image by its own random (dy, dx) in [-max_shift, max_shift], zero fill.
+
+    The classic MNIST augmentation (pad by ``max_shift``, random crop back to H x W).  The zero
+    fill is the normalised background, ``(0 - mean) / std``, taken from the image's corner
+    pixel so it works for any normalisation.  x (B, C, H, W) -> (B, C, H, W), a new array.
+    """
+    if max_shift <= 0:
+        return x
+    B, C, H, W = x.shape
+    s = int(max_shift)
+    background = x[:, :, :1, :1]                                            # (B, C, 1, 1)
+    padded = np.empty((B, C, H + 2 * s, W + 2 * s), dtype=x.dtype)         # (B, C, H+2s, W+2s)
+    padded[...] = background
+    padded[:, :, s:s + H, s:s + W] = x
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, B))                        # (B,) offsets
+    rows = dy[:, None] + np.arange(H)                                       # (B, H)
+    cols = dx[:, None] + np.arange(W)                                       # (B, W)
+    b = np.arange(B)[:, None, None, None]
+    c = np.arange(C)[None, :, None, None]
+    return padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]     # (B, C, H, W)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import check_device, to_device, to_numpy
-from ..data import iterate_batches, load_dataset, num_batches
+from ..data import iterate_batches, load_dataset, num_batches, random_shift
 from ..models.vit import VIT_CONFIGS, create_vit
 from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from .clip import clip_grad_norm
@@ -44,6 +44,7 @@ class ViTTrainConfig:
     min_lr: float = 1e-5
     clip_grad: float = 1.0               # max global grad norm (0 = off)
     label_smoothing: float = 0.1
+    augment_shift: int = 0               # random translation of up to this many pixels (0 = off)
     test_fraction: float = 0.2
     seed: int = 0
     device: str = "cpu"
@@ -109,6 +110,7 @@ def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None 
         bar = progress(steps_per_epoch, f"{cfg.attention} epoch {st.epoch + 1}/{cfg.epochs}", cfg.progress)
         loss_sum, t_epoch = 0.0, time.perf_counter()
         for xb, yb in iterate_batches(data.x_train, data.y_train, cfg.batch_size, rngs["data"]):
+            xb = random_shift(xb, cfg.augment_shift, rngs["data"])                 # (B, 1, H, W)
             with Timer(st):
                 opt.lr = cosine_warmup_lr(st.step, cfg.lr, total, warmup, min(cfg.min_lr, cfg.lr))
                 logits = model.forward(to_device(xb.astype(model.dtype), cfg.device))   # (B, K)
