@@ -61,9 +61,13 @@ def _channels_last(w):
 
 def dwconv3x3_forward(x, w, b):
     """Depthwise 3x3 conv of x (B, H, W, C) with w (C, 1, 3, 3), b (C,)."""
+    xp = get_array_module(x)
     B, H, W, C = x.shape
     if tuple(w.shape) != (C, 1, 3, 3):
         raise ValueError(f"dwconv weight must have shape {(C, 1, 3, 3)}, got {tuple(w.shape)}")
+    # x is often a strided view (VCA passes the v columns of the qkv output); one contiguous
+    # copy makes the 17 passes below (and dw's in backward) stream over whole rows: ~2x faster
+    x = xp.ascontiguousarray(x)                                  # (B, H, W, C)
     y = _correlate3x3(x, _channels_last(w))                      # (B, H, W, C)
     y += b
     return y, DWConvCache(x=x, w=w)
