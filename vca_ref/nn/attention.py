@@ -14,7 +14,7 @@ from ..backend import get_array_module
 from ..ops._checks import check_array
 from ..ops.attention import mhsa_backward, mhsa_forward
 from ..ops.vca import vca_backward, vca_forward
-from ..ops.vca_config import LAMBDA_NAMES, VCAConfig
+from ..ops.vca_config import LAMBDA_NAMES, VCAConfig, _is_int
 from . import init
 from .module import Module
 
@@ -40,7 +40,7 @@ class MultiHeadSelfAttention(Module):
 
     def __init__(self, dim: int, num_heads: int, *, seed=0, dtype=np.float32):
         super().__init__(dtype)
-        if not isinstance(dim, int) or not isinstance(num_heads, int) or dim < 1 or num_heads < 1:
+        if not _is_int(dim) or not _is_int(num_heads) or dim < 1 or num_heads < 1:
             raise ValueError(f"dim and num_heads must be positive ints, got {dim!r}, {num_heads!r}")
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")

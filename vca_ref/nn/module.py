@@ -124,6 +124,12 @@ class Module:
             v_np_dtype = getattr(v, "dtype", None)
             if v_np_dtype is None:
                 raise TypeError(f"state dict entry {k!r} is a {type(v).__name__}, expected an array")
+            try:
+                np.dtype(v_np_dtype)
+            except TypeError:   # e.g. a torch.Tensor
+                raise TypeError(f"state dict entry {k!r} is a {type(v).__module__}.{type(v).__name__} "
+                                f"with dtype {v_np_dtype}, expected a NumPy/CuPy array "
+                                f"(convert torch tensors with .numpy())") from None
             if np.dtype(v_np_dtype).kind != "f":
                 raise TypeError(f"state dict entry {k!r} has dtype {v_np_dtype}, expected a floating dtype")
             if tuple(v.shape) != tuple(p.shape):

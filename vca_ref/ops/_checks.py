@@ -15,6 +15,11 @@ def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | N
     """
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise TypeError(f"{name} must be a NumPy/CuPy array, got {type(x).__name__}")
+    try:
+        np.dtype(x.dtype)
+    except TypeError:       # e.g. a torch.Tensor: its dtype is not a NumPy dtype
+        raise TypeError(f"{name} must be a NumPy/CuPy array, got {type(x).__module__}."
+                        f"{type(x).__name__} with dtype {x.dtype} (convert it with .numpy())") from None
     if np.dtype(x.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
     if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
@@ -27,7 +32,9 @@ def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | N
     if finite:
         xp = get_array_module(x)
         if not bool(xp.isfinite(x).all()):
-            raise ValueError(f"{name} contains NaN or inf values")
+            bad = int((~xp.isfinite(x)).sum())
+            raise ValueError(f"{name} contains NaN or inf values ({bad} of {x.size} entries); "
+                             f"expected finite values")
     return x
 
 

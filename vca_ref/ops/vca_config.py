@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .lambdas import lambda_init_for_layer
 
 STAGE2_SOFTMAX = ("joint", "separate")
@@ -29,11 +31,19 @@ DIFFERENTIAL = ("both", "stage1", "stage2", "none")
 LAMBDA_NAMES = ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2")
 
 
+def _is_int(v) -> bool:
+    """True for Python/NumPy integers, False for bools and floats (3.5 must not become 3)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
+    if _is_int(v):
         v = (v, v)
     try:
-        a, b = (int(t) for t in v)
+        a, b = v
+        if not (_is_int(a) and _is_int(b)):
+            raise TypeError
+        a, b = int(a), int(b)
     except Exception:
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
     if a < 1 or b < 1:
@@ -60,17 +70,24 @@ class VCAConfig:
     def __post_init__(self):
         object.__setattr__(self, "grid_size", _pair(self.grid_size, "grid_size"))
         object.__setattr__(self, "pool_size", _pair(self.pool_size, "pool_size"))
-        if not isinstance(self.dim, int) or not isinstance(self.num_heads, int) \
-                or self.dim < 1 or self.num_heads < 1:
+        if not _is_int(self.dim) or not _is_int(self.num_heads) or self.dim < 1 or self.num_heads < 1:
             raise ValueError(f"dim and num_heads must be positive ints, got {self.dim!r}, {self.num_heads!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         (H, W), (ph, pw) = self.grid_size, self.pool_size
         if ph > H or pw > W:
             raise ValueError(f"pool_size {self.pool_size} is larger than the token grid {self.grid_size}")
-        if self.num_prefix_tokens < 0:
-            raise ValueError(f"num_prefix_tokens must be >= 0, got {self.num_prefix_tokens}")
-        lambda_init_for_layer(self.layer_index)   # validates layer_index >= 0
+        for name in ("num_prefix_tokens", "layer_index"):
+            v = getattr(self, name)
+            if not _is_int(v):
+                raise TypeError(f"{name} must be an int >= 0, got {v!r}")
+            if v < 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        for name in ("tied_embeddings", "pool_queries", "use_dwconv"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be > 0, got {self.norm_eps!r}")
         if self.stage2_softmax not in STAGE2_SOFTMAX:
             raise ValueError(f"stage2_softmax must be one of {STAGE2_SOFTMAX}, got {self.stage2_softmax!r}")
         if self.differential not in DIFFERENTIAL:
