@@ -1,0 +1,31 @@
+"""The README's usage example runs as written (the python block under "## Usage")."""
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def usage_block() -> str:
+    """The first ```python block between the "## Usage" heading and the next "## " heading."""
+    text = README.read_text(encoding="utf-8")
+    m = re.search(r"^## Usage[ \t]*\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    assert m, 'README.md has no "## Usage" section'
+    block = re.search(r"^```python[ \t]*\n(.*?)^```", m.group(1), flags=re.S | re.M)
+    assert block, 'the "## Usage" section of README.md has no ```python block'
+    return block.group(1)
+
+
+def test_readme_usage_example_runs():
+    code = usage_block()
+    assert "import vca_ref" in code or "from vca_ref" in code        # it uses the package
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"{README}:## Usage", "exec"), {"__name__": "__readme__"})
+    # a trailing "# True" comment on a print line is a promise about what it prints
+    promised = [line for line in code.splitlines()
+                if line.lstrip().startswith("print(") and line.rstrip().endswith("# True")]
+    printed = out.getvalue().splitlines()
+    for line in promised:
+        assert "True" in printed, f"README promises True from {line.strip()!r}, printed {printed}"
