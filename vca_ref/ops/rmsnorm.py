@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import kernels
+from ..backend import get_array_module
 from ..kernels import cuda as kcuda
 
 
@@ -28,7 +29,10 @@ def rmsnorm_forward(z, w, eps: float = 1e-5):
     if kernels.applies(z, w) and w.shape == z.shape[-1:]:      # CUDA row kernel, twin of below
         y, zhat, rstd = kcuda.rmsnorm_forward(z, w, eps)
         return y, RMSNormCache(zhat=zhat, rstd=rstd, w=w)
-    rstd = 1.0 / ((z * z).mean(axis=-1, keepdims=True) + eps) ** 0.5   # (..., 1)
+    xp = get_array_module(z)
+    d = z.shape[-1]
+    # mean(z^2) as a row dot by einsum: one pass, no (..., d) array of squares
+    rstd = 1.0 / xp.sqrt(xp.einsum("...d,...d->...", z, z)[..., None] / d + eps)  # (..., 1)
     zhat = z * rstd                                                   # (..., d)
     return zhat * w, RMSNormCache(zhat=zhat, rstd=rstd, w=w)
 
@@ -38,9 +42,15 @@ def rmsnorm_backward(dy, cache: RMSNormCache):
     zhat, rstd, w = cache.zhat, cache.rstd, cache.w
     if kernels.applies(dy, zhat, rstd, w) and dy.shape == zhat.shape:  # CUDA twin (dz row kernel)
         return kcuda.rmsnorm_backward(dy, zhat, rstd, w)
+    xp = get_array_module(dy)
     d = zhat.shape[-1]
-    dw = (dy * zhat).reshape(-1, d).sum(axis=0)                       # (d,)
+    # the sums of products below are einsums: one pass each, no (..., d) product arrays
+    rows = "abcdefghijklmnopqrstuvw"[:zhat.ndim - 1]                   # every leading axis
+    dw = xp.einsum(f"{rows}z,{rows}z->z", dy, zhat)                   # (d,) = sum_rows dy * zhat
     g = dy * w                                                        # y = zhat * w
     # zhat = z * rstd,  rstd = (mean(z^2) + eps)^-1/2
-    dz = rstd * (g - zhat * (g * zhat).mean(axis=-1, keepdims=True))  # (..., d)
+    #   dz = rstd * (g - zhat * mean(g * zhat)), written as three passes into one array
+    dz = zhat * (xp.einsum("...d,...d->...", g, zhat)[..., None] / d)  # (..., d)
+    xp.subtract(g, dz, out=dz)
+    dz *= rstd
     return dz, dw

@@ -23,7 +23,7 @@ def softmax_forward(x):
     xp = get_array_module(x)
     y = x - x.max(axis=-1, keepdims=True)          # (..., K) shift for stability
     xp.exp(y, out=y)                               # in place: y is our own temporary
-    y /= y.sum(axis=-1, keepdims=True)
+    y *= 1.0 / y.sum(axis=-1, keepdims=True)       # one reciprocal per row, then a multiply pass
     return y, SoftmaxCache(y=y)
 
 
@@ -33,4 +33,8 @@ def softmax_backward(dy, cache: SoftmaxCache):
     if kernels.applies(dy, y) and dy.shape == y.shape:   # CUDA row kernel, twin of the line below
         return kcuda.softmax_backward(dy, y)
     # y_i = exp(x_i) / sum_j exp(x_j)  =>  dx_i = y_i (dy_i - sum_j dy_j y_j)
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    xp = get_array_module(dy)
+    # the row dot sum_j dy_j y_j by einsum: one pass, no (..., K) product array
+    dx = dy - xp.einsum("...k,...k->...", dy, y)[..., None]      # (..., K)
+    dx *= y                                        # in place: dx is our own temporary
+    return dx
