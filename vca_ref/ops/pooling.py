@@ -11,6 +11,11 @@ M (n, H*W) whose row (i, j) holds 1/|bin| on the bin's cells:
 
     forward:   t  = M x            (..., n, d)
     backward:  dx = M^T dt         (..., H*W, d)
+
+The bins are products of a row bin and a column bin, so M = Mh kron Mw with Mh (h', H) and
+Mw (w', W) the 1-D pooling matrices.  The ops apply M as two small matmuls on the (H, W) grid
+(first along W, then along H): H*W*w'*d + h'*H*w'*d multiply-adds per head instead of
+n*H*W*d for the dense M, and no (n, H*W) matrix in memory (4 MiB at N = 16,384).
 """
 from __future__ import annotations
 
@@ -58,7 +63,8 @@ def pool_matrix(grid: tuple[int, int], pool: tuple[int, int], dtype=np.float64, 
 
 
 class PoolCache(NamedTuple):
-    M: object       # (n, H*W) pooling matrix
+    Mh: object      # (h', H) row pooling matrix
+    Mw: object      # (w', W) column pooling matrix
 
 
 def adaptive_avg_pool_forward(x, grid: tuple[int, int], pool: tuple[int, int]):
@@ -66,15 +72,26 @@ def adaptive_avg_pool_forward(x, grid: tuple[int, int], pool: tuple[int, int]):
 
     Returns ``t`` (..., h'*w', d).
     """
-    H, W = grid
+    (H, W), (ph, pw) = grid, pool
     if x.shape[-2] != H * W:
         raise ValueError(f"pooling expects {H}*{W}={H * W} tokens, got {x.shape[-2]}")
     xp = get_array_module(x)
-    M = pool_matrix(grid, pool, x.dtype, xp)                   # (n, H*W)
-    return M @ x, PoolCache(M=M)                               # (..., n, d)
+    Mh = pool_matrix((H, 1), (ph, 1), x.dtype, xp)             # (h', H)
+    Mw = pool_matrix((W, 1), (pw, 1), x.dtype, xp)             # (w', W)
+    lead, d = x.shape[:-2], x.shape[-1]
+    # t = (Mh kron Mw) x: pool along W first; it works on the (W, d) blocks of x as they lie
+    # (x may be a strided view), leaving a w'/W times smaller array for the pass along H
+    u = Mw @ x.reshape(*lead, H, W, d)                         # (..., H, w', d)
+    t = Mh @ u.reshape(*lead, H, pw * d)                       # (..., h', w' d)
+    return t.reshape(*lead, ph * pw, d), PoolCache(Mh=Mh, Mw=Mw)
 
 
 def adaptive_avg_pool_backward(dt, cache: PoolCache):
     """Return ``dx`` (..., H*W, d)."""
-    # t = M x
-    return cache.M.T @ dt
+    Mh, Mw = cache.Mh, cache.Mw
+    (ph, H), (pw, W) = Mh.shape, Mw.shape
+    lead, d = dt.shape[:-2], dt.shape[-1]
+    # t = Mh u,  u = Mw x  (on the (H, W) grid);  the small side first again
+    du = Mw.T @ dt.reshape(*lead, ph, pw, d)                   # (..., h', W, d)
+    dx = Mh.T @ du.reshape(*lead, ph, W * d)                   # (..., H, W d)
+    return dx.reshape(*lead, H * W, d)
