@@ -131,6 +131,18 @@ class TinyViT(Module):
 
     def forward(self, images):
         """images (B, Cin, Hi, Wi) -> logits (B, K)."""
+        x = self.forward_features(images)                                        # (B, N, C)
+        # 5. head on the class token
+        logits = self.head(x[:, 0])                                              # (B, K)
+        self._out_shape = logits.shape
+        return logits
+
+    def features(self, images):
+        """images (B, Cin, Hi, Wi) -> the final-LN class token (B, C), what the head sees."""
+        return self.forward_features(images)[:, 0]                               # (B, C)
+
+    def forward_features(self, images):
+        """Steps 1-4: images (B, Cin, Hi, Wi) -> final-LN tokens (B, N, C)."""
         cfg = self.config
         check_array(images, "images", ndim=4, dtype=self.dtype)
         expected = (cfg.in_chans, cfg.img_size, cfg.img_size)
@@ -150,10 +162,7 @@ class TinyViT(Module):
         # 4. final norm
         x = self.norm(x)                                                         # (B, N, C)
         self.cache = x.shape                                                     # (B, N, C): all backward needs
-        # 5. head on the class token
-        logits = self.head(x[:, 0])                                              # (B, K)
-        self._out_shape = logits.shape
-        return logits
+        return x
 
     def backward(self, dlogits):
         """dlogits (B, K) -> dimages (B, Cin, Hi, Wi); fills every parameter gradient."""
