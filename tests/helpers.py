@@ -4,8 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import torch
+
+import torch_oracle
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention, ops
 from vca_ref.ops.attention import mhsa_backward, mhsa_forward
 from vca_ref.ops.vca import vca_backward, vca_forward
@@ -237,3 +241,45 @@ def op_cases() -> dict[str, OpCase]:
         _vca_case("vca_stage1_nopool", dict(vca_kwargs("diff_stage1"), pool_queries=False)),
     ]
     return {c.name: c for c in cases}
+
+
+# --------------------------------------------------------------------------- oracle runs
+
+TOL = {np.float64: 1e-10, np.float32: 1e-4}      # bounds on rel_err against the oracle
+
+
+def wide(a):
+    """A float64 torch tensor holding exactly the values of ``a`` (any float dtype)."""
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+
+def torch_twin(module, tdtype=torch.float64):
+    """The oracle module with the same options, loaded from our state dict (SPEC names)."""
+    if isinstance(module, VisualContrastAttention):
+        cfg = dataclasses.asdict(module.config)
+        cfg["eps"] = cfg.pop("norm_eps")
+        tm = torch_oracle.TorchVCA(**cfg, dtype=tdtype)
+    else:
+        tm = torch_oracle.TorchMHSA(module.dim, module.num_heads, dtype=tdtype)
+    # the SPEC interchange: torch loads our state dict as it is (strict: same names and shapes)
+    tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in module.state_dict().items()})
+    return tm
+
+
+def module_pairs(m, x, seed=9):
+    """Our module vs its float64 oracle twin on the same values: ``{name: (ours, reference)}``."""
+    y = m.forward(x)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(x.dtype)
+    dx = m.backward(dy)
+    grads = m.named_grads()
+
+    tm = torch_twin(m)
+    xt = wide(x).requires_grad_(True)
+    yt = tm(xt)
+    yt.backward(wide(dy))
+    tparams = dict(tm.named_parameters())
+    assert set(tparams) == set(grads) == set(m.state_dict())
+
+    pairs = {"y": (y, yt.detach().numpy()), "dx": (dx, xt.grad.numpy())}
+    pairs.update({f"d[{k}]": (grads[k], p.grad.numpy()) for k, p in tparams.items()})
+    return pairs

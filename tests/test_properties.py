@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from helpers import compare, make_mhsa, make_vca, tokens
-from test_torch_oracle import TOL, module_pairs
+from helpers import TOL, compare, make_mhsa, make_vca, module_pairs, tokens
 from vca_ref.ops.softmax import softmax_backward, softmax_forward
 
 EXAMPLES = int(os.environ.get("VCA_HYPOTHESIS_EXAMPLES", "30"))

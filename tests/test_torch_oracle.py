@@ -25,15 +25,10 @@ import pytest
 import torch
 
 import torch_oracle as T
-from helpers import (VCA_CASES, compare, float32_resolvable, make_mhsa, make_vca, op_cases, tokens,
-                     vca_kwargs)
+from helpers import (TOL, VCA_CASES, compare, float32_resolvable, make_mhsa, make_vca, module_pairs,
+                     op_cases, tokens, vca_kwargs, wide)
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention
 
-TOL = {np.float64: 1e-10, np.float32: 1e-4}
-
-def wide(a):
-    """A float64 torch tensor holding exactly the values of ``a`` (any float dtype)."""
-    return torch.from_numpy(np.asarray(a, dtype=np.float64))
 OPS = op_cases()
 
 
@@ -101,38 +96,6 @@ def test_op_matches_torch(name, dtype):
 
 
 # --------------------------------------------------------------------------- modules
-
-def torch_twin(module, tdtype=torch.float64):
-    """The oracle module with the same options, loaded from our state dict (SPEC names)."""
-    if isinstance(module, VisualContrastAttention):
-        cfg = dataclasses.asdict(module.config)
-        cfg["eps"] = cfg.pop("norm_eps")
-        tm = T.TorchVCA(**cfg, dtype=tdtype)
-    else:
-        tm = T.TorchMHSA(module.dim, module.num_heads, dtype=tdtype)
-    # the SPEC interchange: torch loads our state dict as it is (strict: same names and shapes)
-    tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in module.state_dict().items()})
-    return tm
-
-
-def module_pairs(m, x, seed=9):
-    """Our module vs its float64 oracle twin on the same values: ``{name: (ours, reference)}``."""
-    y = m.forward(x)
-    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(x.dtype)
-    dx = m.backward(dy)
-    grads = m.named_grads()
-
-    tm = torch_twin(m)
-    xt = wide(x).requires_grad_(True)
-    yt = tm(xt)
-    yt.backward(wide(dy))
-    tparams = dict(tm.named_parameters())
-    assert set(tparams) == set(grads) == set(m.state_dict())
-
-    pairs = {"y": (y, yt.detach().numpy()), "dx": (dx, xt.grad.numpy())}
-    pairs.update({f"d[{k}]": (grads[k], p.grad.numpy()) for k, p in tparams.items()})
-    return pairs
-
 
 def check_module(m, x, dtype):
     if dtype == np.float32:
