@@ -30,6 +30,7 @@ GELU_APPROXIMATIONS = ("none", "tanh")
 class GeluCache(NamedTuple):
     x: object
     approximate: str
+    cdf: object = None  # Phi(x) of the exact GELU, kept: erf costs ~30x an exp on the CPU
 
 
 def gelu_forward(x, approximate: str = "none"):
@@ -43,7 +44,10 @@ def gelu_forward(x, approximate: str = "none"):
         t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x))
         y = 0.5 * x * (1.0 + t)
     else:
-        y = 0.5 * x * (1.0 + erf(x * INV_SQRT_2))
+        cdf = erf(x * INV_SQRT_2)                    # Phi(x) = (1 + erf(x / sqrt 2)) / 2,
+        cdf += 1.0                                   # built in place
+        cdf *= 0.5
+        return x * cdf, GeluCache(x=x, approximate=approximate, cdf=cdf)
     return y, GeluCache(x=x, approximate=approximate)
 
 
@@ -58,10 +62,16 @@ def gelu_backward(dy, cache: GeluCache):
         t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x))
         dudx = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x)
         return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dudx)
-    # y = x * Phi(x)
-    cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
-    pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)
-    return dy * (cdf + x * pdf)
+    # y = x * Phi(x)  =>  dx = dy * (Phi(x) + x * phi(x)), computed in place in one array
+    cdf = cache.cdf if cache.cdf is not None else 0.5 * (1.0 + erf(x * INV_SQRT_2))
+    dx = x * x
+    dx *= -0.5
+    xp.exp(dx, out=dx)
+    dx *= INV_SQRT_2PI                               # phi(x) = exp(-x^2/2) / sqrt(2 pi)
+    dx *= x
+    dx += cdf
+    dx *= dy
+    return dx
 
 
 class SiluCache(NamedTuple):
