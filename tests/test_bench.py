@@ -50,3 +50,18 @@ def test_cli_entry_quick(tmp_path, capsys):
     assert main(["layer", "--quick", "--out", str(tmp_path), "--no-torch"]) == 0
     assert (tmp_path / "layer_bench.json").exists() and (tmp_path / "layer_bench.png").exists()
     assert "N=   196" in capsys.readouterr().out
+
+
+def test_model_bench_quick_writes_json(tmp_path):
+    from vca_ref.benchmarks.model import run_model_bench
+    run_model_bench(str(tmp_path), quick=True, verbose=False)
+    data = json.loads((tmp_path / "model_bench.json").read_text())
+    assert data["benchmark"] == "model" and len(data["cases"]) == 2
+    for c in data["cases"]:
+        for key in ("name", "model", "batch", "numpy_s", "numpy_images_per_s", "torch_s",
+                    "torch_images_per_s", "numpy_over_torch_images_per_s", "macs_fwd_per_image"):
+            assert key in c, key
+        assert c["numpy_s"] > 0 and c["numpy_images_per_s"] > 0
+        if data["machine"]["torch"] is not None:
+            # the PyTorch twin computes the same function as the NumPy model
+            assert c["max_abs_diff_first_forward"] < 1e-3
