@@ -39,7 +39,8 @@ try:  # optional: every PyTorch column is skipped without it
 except Exception:  # pragma: no cover - depends on the environment
     torch = None
 
-SETTLE_S = 0.02     # pause between two timed runs (idle BLAS/OpenMP threads stop spinning)
+SETTLE_S = 0.15     # pause between two timed runs: OpenBLAS worker threads keep spinning ~0.1 s
+                    # after a call (2^28 cycles), which would slow the PyTorch run that follows
 
 
 # ----------------------------------------------------------------------------- threads, machine

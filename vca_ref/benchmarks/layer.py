@@ -75,7 +75,7 @@ def _gflops(macs_fwd: int, seconds: float) -> float:
 
 
 def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matmul_n: int,
-                with_torch: bool = True, seed: int = 0) -> dict:
+                with_torch: bool = True, seed: int = 0, settle: float = common.SETTLE_S) -> dict:
     """Measure one (grid, batch) point; returns a dict of the JSON fields (times in seconds)."""
     N = grid * grid
     rng = np.random.default_rng(seed)
@@ -100,7 +100,7 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
             tm = TorchMHSA(HEADS, mhsa.params)
             fns["mhsa_torch"] = _torch_step(tm, xt, dyt)
     fns.update(common.matmul_probes(matmul_n))
-    t = common.interleaved_medians(fns, rounds)
+    t = common.interleaved_medians(fns, rounds, settle=settle)
 
     peak = {"vca_numpy": _numpy_peak(vca, x, dy)}
     if tv is not None:
@@ -227,7 +227,7 @@ def run_layer_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
               f"torch {'on' if with_torch and torch is not None else 'off'}", flush=True)
     for grid, batch, r in pts:
         p = bench_point(grid, batch, rounds or r, mhsa_max_gib=mhsa_max_gib, matmul_n=matmul_n,
-                        with_torch=with_torch)
+                        with_torch=with_torch, settle=0.005 if quick else common.SETTLE_S)
         res["points"].append(p)
         if verbose:
             _print_row(p)

@@ -90,7 +90,8 @@ def _torch_step(tmodel, kind: str, batch: dict):
     return step
 
 
-def bench_case(name, kind, size, overrides, batch_size, rounds, with_torch=True, seed=0) -> dict:
+def bench_case(name, kind, size, overrides, batch_size, rounds, with_torch=True, seed=0,
+               settle: float = common.SETTLE_S) -> dict:
     """Time one model's training step on both sides; returns the JSON fields."""
     make = create_vit if kind == "vit" else create_dit
     kw = {} if kind == "vit" else dict(zero_init=False)   # adaLN-Zero would zero every branch
@@ -111,7 +112,7 @@ def bench_case(name, kind, size, overrides, batch_size, rounds, with_torch=True,
         out["max_abs_diff_first_forward"] = float(np.abs(ref - tref).max())
         fns["torch"] = _torch_step(tmodel, kind, batch)
     fns = {"numpy": _numpy_step(model, kind, batch), **fns}
-    t = common.interleaved_medians(fns, rounds)
+    t = common.interleaved_medians(fns, rounds, settle=settle)
     out["numpy_s"] = t["numpy"]
     out["numpy_images_per_s"] = batch_size / t["numpy"]
     out["torch_s"] = t.get("torch")
@@ -135,7 +136,8 @@ def run_model_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
            "cases": []}
     for case in (cases or (QUICK_CASES if quick else FULL_CASES)):
         name, kind, size, overrides, B, r = case
-        c = bench_case(name, kind, size, overrides, B, rounds or r, with_torch=with_torch)
+        c = bench_case(name, kind, size, overrides, B, rounds or r, with_torch=with_torch,
+                       settle=0.005 if quick else common.SETTLE_S)
         res["cases"].append(c)
         if verbose:
             ratio = c["numpy_over_torch_images_per_s"]
