@@ -260,3 +260,18 @@ def _markdown_sources(site: Path, url: str) -> str:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_notebook_links_point_at_site_pages(site):
+    """Notebooks link with repository paths (../docs/x.md, NN_name.ipynb); on the site every such
+    link must have been rewritten to a page that exists."""
+    import re
+    pages = sorted((site / "tutorials").glob("*/index.html"))
+    assert pages, "no notebook pages were built"
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        body = html.split('<article', 1)[-1]
+        assert not re.search(r'href="[^"]*\.md(#[^"]*)?"', body), f"{page}: raw .md link left"
+        for href in re.findall(r'href="(\.\./[^"#]*)(?:#[^"]*)?"', body):
+            target = (page.parent / href).resolve()
+            assert (target / "index.html").exists() or target.exists(), f"{page}: broken link {href}"

@@ -165,10 +165,24 @@ _NB_MATHJAX2 = re.compile(
 _NB_MERMAID = re.compile(r'<script type="module">(?:(?!</script>).)*?mermaid.*?</script>', re.S)
 
 
+# Notebooks link the way that works in Jupyter and on GitHub (repository paths:
+# ``../docs/math.md#x``, ``02_name.ipynb``); nbconvert leaves links alone, so on the site
+# (a notebook page lives at tutorials/<name>/) they are rewritten to the page URLs.
+_NB_DOC_LINK = re.compile(r'href="\.\./docs/([\w\-/]+?)(?:/index)?\.md(#[^"]*)?"')
+_NB_NB_LINK = re.compile(r'href="(\d\d_[\w\-]+)\.ipynb(#[^"]*)?"')
+
+
+def rewrite_notebook_links(html: str) -> str:
+    """Repository-relative links in a rendered notebook -> site URLs."""
+    html = _NB_DOC_LINK.sub(lambda m: f'href="../../{m.group(1)}/{m.group(2) or ""}"', html)
+    return _NB_NB_LINK.sub(lambda m: f'href="../{m.group(1)}/{m.group(2) or ""}"', html)
+
+
 def on_post_page(output: str, page, config) -> str:
     if page.file.src_uri.endswith(".ipynb"):
         output = _NB_MATHJAX2.sub("", output)
         output = _NB_MERMAID.sub("", output)
+        output = rewrite_notebook_links(output)
     return output
 
 

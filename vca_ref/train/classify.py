@@ -31,20 +31,20 @@ OPTIMIZERS = ("adamw", "sgd")
 class ViTTrainConfig:
     """Everything that defines a classification run (saved as config.json)."""
     dataset: str = "mnist"               # "digits" (8x8) | "mnist" (28x28 sample)
-    model: str = "tiny-mnist"            # a key of vca_ref.models.VIT_CONFIGS
+    model: str = "tiny-mnist-p7"         # a key of vca_ref.models.VIT_CONFIGS
     attention: str = "vca"               # "vca" | "mhsa"
     model_overrides: dict = field(default_factory=dict)   # ViTConfig fields, e.g. {"depth": 4}
-    epochs: int = 10
+    epochs: int = 25
     batch_size: int = 64
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 0.05
     momentum: float = 0.9                # SGD only
     warmup_epochs: float = 1.0
     min_lr: float = 1e-5
     clip_grad: float = 1.0               # max global grad norm (0 = off)
     label_smoothing: float = 0.1
-    augment_shift: int = 0               # random translation of up to this many pixels (0 = off)
+    augment_shift: int = 2               # random translation of up to this many pixels (0 = off)
     test_fraction: float = 0.2
     seed: int = 0
     device: str = "cpu"
