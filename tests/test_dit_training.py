@@ -38,8 +38,13 @@ def deterministic(history):
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
-    """A 6-epoch VCA run on digits, shared by the learning, sampling and evaluation tests."""
-    cfg = tiny_cfg(tmp_path_factory.mktemp("dit") / "run", epochs=6, beta_schedule="cosine")
+    """A 6-epoch VCA DDPM run on digits, shared by the learning, sampling and evaluation tests.
+
+    DDPM, because its ε-loss starts at 1 (a zero output) and falls to ≈0.35 in 6 epochs; the
+    flow loss has a high floor (the target x_0 − ε is irreducibly noisy), so its first-to-last
+    ratio says less (flow training is exercised by the resume test)."""
+    cfg = tiny_cfg(tmp_path_factory.mktemp("dit") / "run", epochs=6, objective="ddpm",
+                   beta_schedule="cosine")
     return cfg, train_dit(cfg)
 
 
@@ -49,8 +54,8 @@ def test_short_run_learns_and_writes_the_run_folder(short_run):
     hist = summary["history"]
     assert [r["epoch"] for r in hist] == list(range(1, 7))
     first, last = hist[0]["train_loss"], hist[-1]["train_loss"]
-    assert last < 0.6 * first, f"loss did not drop clearly: {first:.3f} -> {last:.3f}"
-    assert hist[-1]["val_loss"] < 0.6 * hist[0]["val_loss"]
+    assert last < 0.5 * first, f"loss did not drop clearly: {first:.3f} -> {last:.3f}"
+    assert hist[-1]["val_loss"] < 0.5 * hist[0]["val_loss"]
     assert all(r["images_per_s"] > 0 for r in hist)
     for name in ("config.json", "metrics.jsonl", CHECKPOINT, FINAL_MODEL, "summary.json"):
         assert os.path.exists(os.path.join(cfg.out_dir, name)), name
@@ -173,7 +178,7 @@ def test_sample_from_run_and_ema_weights(short_run, tmp_path):
     out = sample_from_run(cfg.out_dir, num_per_class=2, classes=[1, 2, 3], seed=4, num_steps=5,
                           grid_path=str(grid))
     assert out["images"].shape == (6, 1, 8, 8) and out["labels"].tolist() == [1, 1, 2, 2, 3, 3]
-    assert out["sampler"] == "heun" and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out["sampler"] == "ddim" and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = sample_from_run(cfg.out_dir, num_per_class=2, classes=[1, 2, 3], seed=4, num_steps=5,
                             grid_path="")
     np.testing.assert_array_equal(out["images"], again["images"])
