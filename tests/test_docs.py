@@ -144,9 +144,13 @@ class _VisibleText(html.parser.HTMLParser):
             self.parts.append(data)
 
 
+# mkdocs-jupyter keeps each code cell's raw source in a hidden div for the copy button.
+_CLIPBOARD_COPY = re.compile(r'<div class="clipboard-copy-txt"[^>]*>.*?</div>', re.S)
+
+
 def visible_text(dom: str) -> str:
     p = _VisibleText()
-    p.feed(dom)
+    p.feed(_CLIPBOARD_COPY.sub("", dom))
     return "".join(p.parts)
 
 

@@ -120,3 +120,14 @@ def test_cli_help_is_complete(command):
     if command in ("train-vit", "train-dit", "compare"):
         for flag in ("--epochs", "--lr", "--seed", "--device", "--out-dir"):
             assert flag in out, flag
+
+
+def test_cli_train_dit_then_sample(tmp_path, capsys):
+    run = str(tmp_path / "dit")
+    rc = main(["train-dit", "--epochs", "1", "--out-dir", run, "--no-progress", "--set", "depth=1"])
+    assert rc == 0 and "validation loss" in capsys.readouterr().out
+    rc = main(["sample", run, "--per-class", "1", "--steps", "2", "--out", str(tmp_path / "g.png")])
+    assert rc == 0 and "10 samples" in capsys.readouterr().out
+    assert os.path.getsize(tmp_path / "g.png") > 0
+    rc = main(["compare", "--task", "dit", "--label-smoothing", "0.2", "--out-dir", str(tmp_path)])
+    assert rc == 2 and "do not apply to DiTTrainConfig" in capsys.readouterr().err

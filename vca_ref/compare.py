@@ -3,7 +3,7 @@
 ``compare_vit`` trains the two TinyViT variants with one configuration (only ``attention``
 differs), then writes ``table.md``, ``results.json`` and ``curves.png`` (training loss and test
 accuracy per epoch) into the output folder.  The DiT counterpart lives in
-:func:`vca_ref.evaluation.compare_dit`; both return rows for :func:`format_table`.
+:func:`vca_ref.compare_dit.compare_dit`; both return rows for :func:`format_table`.
 """
 from __future__ import annotations
 
