@@ -28,7 +28,12 @@ def merge_qkv(dq, dk, dv):
 
 
 def merge_heads(o):
-    """(B, h, N, d) -> (B, N, C), a fresh contiguous array."""
+    """(B, h, N, d) -> (B, N, C), contiguous.
+
+    A copy whenever the transpose moves data (h > 1 and N > 1); for h == 1 or N == 1 NumPy
+    returns a VIEW of ``o``, so a caller that writes into the result (VCA's step 6 adds the
+    conv there) must not keep ``o`` for later use.  Neither op does.
+    """
     B, h, N, d = o.shape
     return o.transpose(0, 2, 1, 3).reshape(B, N, h * d)
 
