@@ -278,6 +278,50 @@ def test_adamw_matches_torch(lib, dtype, hp):
     assert_within(p, tp.detach().numpy(), np.abs(p0) + 5 * hp["lr"] / (1.0 - b1), 4, "adamw p")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
+    """AdamW._update's kernel hook, driven on the CPU: ``kernels.applies`` is forced true and the
+    CUDA twin ``kernels.cuda.adamw_update`` is replaced by the g++ build of the same adamw.cuh.
+    The hooked optimiser must equal the reference lines bit for bit, which holds only if the hook
+    hands the twin (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step) in that order, with
+    the per-parameter weight decay (0 for the bias under ``default_no_decay``)."""
+    from vca_ref.kernels import cuda as kcuda
+    from vca_ref.nn.module import Module
+    from vca_ref.train.optim import AdamW, default_no_decay
+
+    hp = dict(lr=3e-2, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2)   # all distinguishable
+    rng = np.random.default_rng(11)
+    params0 = {"weight": sample(rng, (6, 5), dtype, 1.0), "bias": sample(rng, (5,), dtype, 1.0)}
+    grads = [{k: sample(rng, v.shape, dtype, 1.0) for k, v in params0.items()} for _ in range(4)]
+
+    def run():
+        mod = Module(dtype)
+        mod.params = {k: v.copy() for k, v in params0.items()}
+        opt = AdamW(mod, no_decay=default_no_decay, **hp)
+        for g in grads:
+            mod.grads = g
+            opt.step()
+        return mod.params, opt.state
+
+    ref_params, ref_state = run()                     # NumPy arrays: the reference lines
+    calls = []
+
+    def twin(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        calls.append((lr, beta1, beta2, eps, weight_decay, step))
+        call(lib, "adamw_update", dtype, p, m, v, g, p.size,
+             *adamw_scalars(lr, beta1, beta2, eps, weight_decay, step))
+
+    monkeypatch.setattr(kernels, "applies", lambda *arrays: True)
+    monkeypatch.setattr(kcuda, "adamw_update", twin)
+    params, state = run()
+    assert calls[:2] == [(3e-2, 0.8, 0.95, 1e-3, 0.2, 1), (3e-2, 0.8, 0.95, 1e-3, 0.0, 1)]
+    assert len(calls) == 2 * len(grads) and calls[-1][-1] == len(grads)
+    for name in params0:
+        np.testing.assert_array_equal(params[name], ref_params[name], err_msg=name)
+        for key in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(state[key][name], ref_state[key][name], err_msg=key)
+
+
 # ----------------------------------------------------------------------------- the switch
 def test_switch_and_dispatch_on_cpu(monkeypatch):
     x = np.ones(3, np.float32)

@@ -238,6 +238,51 @@ def test_adamw_update_matches_the_numpy_optimiser(dtype):
         kcuda.adamw_update(pg, pg, mg, vg, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adamw_optimiser_step_kernel_vs_cupy_vs_numpy(spy, dtype):
+    """The optimiser's own ``step()`` on CuPy parameters, through the fused kernel at its hook
+    (the spy must see it) and through the plain CuPy reference lines, both against the NumPy
+    optimiser; a 2-D weight (weight decay on) and a bias (off under ``default_no_decay``)."""
+    from vca_ref.nn.module import Module
+    from vca_ref.train.optim import AdamW, default_no_decay
+    hp = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    rng = np.random.default_rng(9)
+    params0 = {"weight": sample(rng, (64, 33), dtype, spread=1.0),
+               "bias": sample(rng, (33,), dtype, spread=1.0)}
+    grads = [{k: sample(rng, v.shape, dtype, spread=1.0) for k, v in params0.items()}
+             for _ in range(5)]
+
+    def run(device):
+        mod = Module(dtype)
+        mod.params = {k: backend.to_device(v.copy(), device) for k, v in params0.items()}
+        opt = AdamW(mod, no_decay=default_no_decay, **hp)
+        for g in grads:
+            mod.grads = {k: backend.to_device(v, device) for k, v in g.items()}
+            opt.step()
+        return mod.params, opt.state
+
+    ref_params, ref_state = run("cpu")
+    log = spy("adamw_update")
+    fast, plain = both_paths(lambda: run("cuda"), log)
+    assert len(log) == len(params0) * len(grads)             # every parameter, every step
+    b1 = hp["betas"][0]
+    for (params, state), path in ((fast, "kernel"), (plain, "cupy")):
+        for name, p0 in params0.items():
+            m_abs = np.zeros(p0.shape)
+            for g in grads:
+                m_abs = b1 * m_abs + (1.0 - b1) * np.abs(g[name])
+            v_ref = ref_state["exp_avg_sq"][name]
+            # scales as in test_adamw_update_matches_the_numpy_optimiser above
+            assert_within(state["exp_avg"][name], ref_state["exp_avg"][name], m_abs, 8,
+                          f"adamw m {name}, {path}")
+            assert_within(state["exp_avg_sq"][name], v_ref, np.abs(v_ref), 8,
+                          f"adamw v {name}, {path}")
+            assert_within(params[name], ref_params[name],
+                          np.abs(p0) + len(grads) * hp["lr"] / (1.0 - b1), 8,
+                          f"adamw p {name}, {path}")
+            assert backend.is_cuda_array(params[name]), f"{name} left the GPU ({path})"
+
+
 # ----------------------------------------------------------------------------- plumbing
 def test_kernels_are_memoised_per_device_and_dtype():
     k32 = kcuda.get_kernel("gelu_erf_forward", np.float32)
