@@ -35,8 +35,9 @@ def test_layer_bench_quick_writes_json(tmp_path):
             assert key in p
         for layer in ("vca", "mhsa"):
             q = p[layer]
-            for key in ("numpy_s", "torch_s", "numpy_over_torch", "numpy_peak_bytes",
-                        "torch_peak_bytes", "macs_fwd", "numpy_gflops", "numpy_frac_of_matmul"):
+            for key in ("numpy_s", "torch_s", "numpy_over_torch", "numpy_cpu_s", "torch_cpu_s",
+                        "numpy_over_torch_cpu", "numpy_peak_bytes", "torch_peak_bytes", "macs_fwd",
+                        "numpy_gflops", "numpy_frac_of_matmul"):
                 assert key in q, (layer, key)
             assert q["numpy_s"] > 0 and q["numpy_peak_bytes"] > 0 and q["macs_fwd"] > 0
             if torch_on:
@@ -59,7 +60,8 @@ def test_model_bench_quick_writes_json(tmp_path):
     assert data["benchmark"] == "model" and len(data["cases"]) == 2
     for c in data["cases"]:
         for key in ("name", "model", "batch", "numpy_s", "numpy_images_per_s", "torch_s",
-                    "torch_images_per_s", "numpy_over_torch_images_per_s", "macs_fwd_per_image"):
+                    "torch_images_per_s", "numpy_over_torch_images_per_s", "numpy_cpu_s",
+                    "numpy_over_torch_images_per_cpu_s", "macs_fwd_per_image"):
             assert key in c, key
         assert c["numpy_s"] > 0 and c["numpy_images_per_s"] > 0
         if data["machine"]["torch"] is not None:

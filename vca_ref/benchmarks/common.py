@@ -2,7 +2,8 @@
 
 Conventions (stated once, used by every benchmark here):
 
-* **Time** is wall-clock ``time.perf_counter``; every implementation is run once per *round*,
+* **Time** is wall-clock ``time.perf_counter`` (CPU time ``process_time`` is recorded beside it,
+  see :func:`interleaved_medians`); every implementation is run once per *round*,
   rounds are repeated, and the figure reported is the **median over rounds**.  Running the
   contenders interleaved (NumPy, PyTorch, NumPy, PyTorch, ...) means a burst of load from other
   processes on a shared machine hits all of them alike, so the *ratios* stay meaningful even when
@@ -86,22 +87,29 @@ def _cpu_model() -> str:
 
 
 # ----------------------------------------------------------------------------- timing
-def interleaved_medians(fns: dict, rounds: int, warmup: int = 1, settle: float = SETTLE_S) -> dict:
-    """Run every callable of ``fns`` once per round, ``rounds`` times; return name -> median seconds.
+def interleaved_medians(fns: dict, rounds: int, warmup: int = 1, settle: float = SETTLE_S):
+    """Run every callable of ``fns`` once per round, ``rounds`` times.
 
-    Each callable is run ``warmup`` times first (allocator, BLAS buffers, autograd graph caches).
+    Returns ``(wall, cpu)``: two dicts name -> median seconds, wall-clock (``perf_counter``) and
+    CPU time of the whole process (``process_time``, every thread).  Each callable is run
+    ``warmup`` times first (allocator, BLAS buffers, autograd graph caches).  On a loaded machine
+    wall time also measures how long the scheduler kept the process waiting; with one thread,
+    CPU time measures only the work (with more, it also counts threads spinning at barriers).
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times = {name: [] for name in fns}
+    wall = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             time.sleep(settle)
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    med = lambda d: {name: statistics.median(ts) for name, ts in d.items()}   # noqa: E731
+    return med(wall), med(cpu)
 
 
 def matmul_probes(n: int) -> dict:
