@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 
+from .plotting import new_figure, save_figure
 from .train.runner import write_json
 
 ATTENTIONS = ("vca", "mhsa")
@@ -57,12 +58,8 @@ def save_results(rows: list[dict], out_dir: str, metric: tuple[str, str], extra:
 
 def plot_curves(rows: list[dict], path: str, panels: list[tuple[str, str]]) -> str:
     """One panel per per-epoch metric, one line per attention; saved as PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
-    axes = [axes] if len(panels) == 1 else list(axes)
-    for ax, (key, title) in zip(axes, panels):
+    fig, axes = new_figure(5 * len(panels), 3.6, 1, len(panels))
+    for ax, (key, title) in zip(axes[0], panels):
         for r in rows:
             hist = [h for h in r["history"] if key in h]
             ax.plot([h["epoch"] for h in hist], [h[key] for h in hist], marker="o", ms=3,
@@ -71,10 +68,7 @@ def plot_curves(rows: list[dict], path: str, panels: list[tuple[str, str]]) -> s
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def load_results(out_dir: str) -> dict:

@@ -125,15 +125,10 @@ def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
 
 def plot_grids_side_by_side(grids: dict, path: str) -> str:
     """Place saved sample-grid PNGs ``{attention: path}`` next to each other, titled."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(grids), figsize=(4.5 * len(grids), 4.8), squeeze=False)
+    from .plotting import new_figure, read_png, save_figure
+    fig, axes = new_figure(4.5 * len(grids), 4.8, 1, len(grids))
     for ax, (att, p) in zip(axes[0], grids.items()):
-        ax.imshow(plt.imread(p))
+        ax.imshow(read_png(p))
         ax.set_title(att.upper())
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

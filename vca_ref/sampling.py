@@ -185,13 +185,11 @@ def save_grid(images, path: str, nrow: int, row_labels=None, title: str | None =
 
     ``row_labels`` (nrow strings) label the rows; ``value_range`` maps to black … white.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plotting import new_figure, save_figure
     grid = image_grid(images, nrow, value_range=value_range)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     h, w = grid.shape
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.04 * w + 1.0), max(3.0, 0.04 * h + 0.8)))
+    fig, axes = new_figure(max(3.0, 0.04 * w + 1.0), max(3.0, 0.04 * h + 0.8))
+    ax = axes[0, 0]
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     if row_labels is not None:
@@ -204,7 +202,4 @@ def save_grid(images, path: str, nrow: int, row_labels=None, title: str | None =
         ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
