@@ -8,6 +8,7 @@
                                      a table (accuracy or Fréchet distance, parameters, MACs,
                                      wall time, images/s); saves curves and sample grids
     vca-ref bench      [layer|model] [options]   NumPy vs PyTorch CPU benchmarks
+    vca-ref bench gpu  [options]     CuPy vs PyTorch CUDA layer benchmark (skips without a GPU)
 
 Every run writes into a run folder (``--out-dir``): config.json, metrics.jsonl, checkpoints,
 plots.  ``vca-ref COMMAND --help`` lists every option with its default.
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output folder (default: runs/compare, or runs/compare-dit with --task dit)")
     cp.set_defaults(func=cmd_compare)
 
-    bp = sub.add_parser("bench", help="NumPy vs PyTorch CPU benchmarks (see 'vca-ref bench --help')",
+    bp = sub.add_parser("bench", help="benchmarks: layer|model (NumPy vs PyTorch CPU), gpu (CuPy vs PyTorch CUDA)",
                         add_help=False)
     bp.add_argument("bench_args", nargs=argparse.REMAINDER)
     bp.set_defaults(func=cmd_bench)

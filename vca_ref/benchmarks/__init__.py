@@ -2,6 +2,8 @@
 
     vca-ref bench [layer] [--quick] [--out DIR] ...     one attention layer, N = 64 .. 16,384
     vca-ref bench model [--quick] [--out DIR] ...       tiny ViT / DiT training steps
+    vca-ref bench gpu [--quick] [--out DIR] ...         one layer, CuPy vs PyTorch CUDA (skips
+                                                        with the reason where there is no GPU)
 
 :func:`main` is the entry point the CLI hooks into; :func:`run_layer_bench` and
 :func:`run_model_bench` are the functions behind it.  See ``benchmarks/README.md``.
@@ -18,10 +20,14 @@ def run_model_bench(*args, **kwargs):
 
 
 def main(argv=None) -> int:
-    """``vca-ref bench [layer|model] [options]``: dispatch to the layer (default) or model benchmark."""
+    """``vca-ref bench [layer|model|gpu] [options]``: dispatch to the layer (default), model or
+    GPU benchmark."""
     import sys
     argv = list(sys.argv[1:] if argv is None else argv)
-    which = argv.pop(0) if argv and argv[0] in ("layer", "model") else "layer"
+    which = argv.pop(0) if argv and argv[0] in ("layer", "model", "gpu") else "layer"
+    if which == "gpu":
+        from .gpu import main as gpu_main
+        return gpu_main(argv)
     if which == "model":
         from .model import main as model_main
         return model_main(argv)
