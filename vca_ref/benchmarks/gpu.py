@@ -445,7 +445,8 @@ def run_gpu_bench(out: str | None = "benchmarks/results", *, quick: bool = False
         out: folder for ``gpu_bench.json`` (None: write nothing).
         quick: two small points, fewer rounds, small probes: a smoke run.
         points: list of ``(grid_side, batch)`` overriding the sweep.
-        rounds, warmup: timed rounds and warm-up runs per contender (default 25/5, quick 5/2).
+        rounds: timed rounds per contender (default 25; 5 when quick or on the stand-in).
+        warmup: untimed runs per contender before the rounds (default 5; 2 when quick).
         mhsa_max_gib: skip MHSA where its N^2 matrices would need more than this.
         with_torch: also time the PyTorch twin (needs PyTorch with CUDA on the GPU).
         probes: also run the matmul / copy / GELU / AdamW probes.
