@@ -115,28 +115,27 @@ def _force_single_thread_blas() -> None:
 
 
 # --------------------------------------------------------------------------- commands
-def cmd_train_vit(args) -> int:
-    from .train.classify import ViTTrainConfig, train_vit
-    cfg = _config_from_args(ViTTrainConfig, args, attention=args.attention)
-    s = train_vit(cfg, resume=args.resume, stop_after=args.stop_after)
+def _train(args, cfg_cls, train_fn, describe) -> int:
+    """Shared body of train-vit / train-dit: config from options, run, one summary line."""
+    cfg = _config_from_args(cfg_cls, args, attention=args.attention)
+    s = train_fn(cfg, resume=args.resume, stop_after=args.stop_after)
     if s.get("kind") == "stopped":
         print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
-        return 0
-    print(f"test accuracy {s['test_acc']:.4f}  params {s['params']:,}  "
-          f"{s['images_per_s']:.0f} images/s  -> {cfg.out_dir}")
+    else:
+        print(f"{describe(s)}  {s['images_per_s']:.0f} images/s  -> {cfg.out_dir}")
     return 0
+
+
+def cmd_train_vit(args) -> int:
+    from .train.classify import ViTTrainConfig, train_vit
+    return _train(args, ViTTrainConfig, train_vit,
+                  lambda s: f"test accuracy {s['test_acc']:.4f}  params {s['params']:,}")
 
 
 def cmd_train_dit(args) -> int:
     from .train.generate import DiTTrainConfig, train_dit
-    cfg = _config_from_args(DiTTrainConfig, args, attention=args.attention)
-    s = train_dit(cfg, resume=args.resume, stop_after=args.stop_after)
-    if s.get("kind") == "stopped":
-        print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
-        return 0
-    print(f"final train loss {s['train_loss']:.4f}  validation loss {s['val_loss']:.4f}  "
-          f"{s['images_per_s']:.0f} images/s  -> {cfg.out_dir}")
-    return 0
+    return _train(args, DiTTrainConfig, train_dit,
+                  lambda s: f"final train loss {s['train_loss']:.4f}  validation loss {s['val_loss']:.4f}")
 
 
 def cmd_sample(args) -> int:
@@ -176,6 +175,12 @@ def cmd_bench(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
+    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                   help="stop after this many epochs as a preemption would (resume later)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train.classify import ViTTrainConfig
     p = argparse.ArgumentParser(prog="vca-ref", description=__doc__.split("\n\n")[0],
@@ -188,18 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     tv = sub.add_parser("train-vit", help="train a TinyViT classifier")
     tv.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
     _add_config_args(tv, ViTTrainConfig)
-    tv.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
-    tv.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
-                    help="stop after this many epochs as a preemption would (resume later)")
+    _add_run_args(tv)
     tv.set_defaults(func=cmd_train_vit)
 
     from .train.generate import DiTTrainConfig
     td = sub.add_parser("train-dit", help="train a TinyDiT (DDPM or flow matching)")
     td.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
     _add_config_args(td, DiTTrainConfig)
-    td.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
-    td.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
-                    help="stop after this many epochs as a preemption would (resume later)")
+    _add_run_args(td)
     td.set_defaults(func=cmd_train_dit)
 
     sp = sub.add_parser("sample", help="draw a sample grid from a trained DiT run",

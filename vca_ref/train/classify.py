@@ -21,7 +21,7 @@ from ..models.vit import VIT_CONFIGS, create_vit
 from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from .clip import clip_grad_norm
 from .optim import SGD, AdamW
-from .runner import Run, Timer, check_finite, progress
+from .runner import Run, Timer, check_choice, check_finite, check_positive, progress
 from .schedule import cosine_warmup_lr
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -55,11 +55,8 @@ class ViTTrainConfig:
     def __post_init__(self):
         if self.model not in VIT_CONFIGS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(VIT_CONFIGS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_positive(self, ("epochs", "batch_size"))
 
 
 def build_vit(cfg: ViTTrainConfig, image_size: int):

@@ -35,7 +35,7 @@ from ..models.dit import DIT_CONFIGS, create_dit
 from .clip import clip_grad_norm
 from .ema import EMA
 from .optim import AdamW
-from .runner import Run, Timer, check_finite, progress
+from .runner import Run, Timer, check_choice, check_finite, check_positive, progress
 from .schedule import cosine_warmup_lr
 
 OBJECTIVES = ("ddpm", "flow")
@@ -81,13 +81,9 @@ class DiTTrainConfig:
     def __post_init__(self):
         if self.model not in DIT_CONFIGS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(DIT_CONFIGS)}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
-        for name in ("epochs", "batch_size", "num_timesteps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_choice(self.objective, OBJECTIVES, "objective")
+        check_choice(self.beta_schedule, BETA_SCHEDULES, "beta_schedule")
+        check_positive(self, ("epochs", "batch_size", "num_timesteps"))
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
 

@@ -50,6 +50,19 @@ def write_json(path: str, obj) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def check_choice(value, choices, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+
+
+def check_positive(cfg, names) -> None:
+    """Raise ``ValueError`` for any field of ``cfg`` in ``names`` that is below 1."""
+    for name in names:
+        if int(getattr(cfg, name)) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+
+
 def config_from_dict(cls, d: dict):
     """Build a run-config dataclass from a dict, rejecting unknown keys by name."""
     names = {f.name for f in fields(cls)}
