@@ -2,6 +2,7 @@
 
     vca-ref bench [layer] [--quick] [--out DIR] ...     one attention layer, N = 64 .. 16,384
     vca-ref bench model [--quick] [--out DIR] ...       tiny ViT / DiT training steps
+    vca-ref bench profile [--top N]                     where the NumPy time goes (1 thread)
     vca-ref bench gpu [--quick] [--out DIR] ...         one layer, CuPy vs PyTorch CUDA (skips
                                                         with the reason where there is no GPU)
 
@@ -20,11 +21,14 @@ def run_model_bench(*args, **kwargs):
 
 
 def main(argv=None) -> int:
-    """``vca-ref bench [layer|model|gpu] [options]``: dispatch to the layer (default), model or
-    GPU benchmark."""
+    """``vca-ref bench [layer|model|gpu|profile] [options]``: dispatch to the layer (default), model
+    or GPU benchmark, or the line profile of the NumPy path."""
     import sys
     argv = list(sys.argv[1:] if argv is None else argv)
-    which = argv.pop(0) if argv and argv[0] in ("layer", "model", "gpu") else "layer"
+    which = argv.pop(0) if argv and argv[0] in ("layer", "model", "gpu", "profile") else "layer"
+    if which == "profile":
+        from .line_profile import main as profile_main
+        return profile_main(argv)
     if which == "gpu":
         from .gpu import main as gpu_main
         return gpu_main(argv)
