@@ -193,3 +193,16 @@ def fmt_bytes(n) -> str:
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+def torch_step(tmod, xt, dyt):
+    """A closure running one PyTorch forward+backward of ``tmod`` on ``xt`` with upstream ``dyt``,
+    clearing gradients first (``zero_grad(set_to_none=True)``, as in training)."""
+    params = list(tmod.parameters())
+
+    def step():
+        for p in params:
+            p.grad = None
+        xt.grad = None
+        tmod(xt).backward(dyt)
+    return step

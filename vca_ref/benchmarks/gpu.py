@@ -53,7 +53,7 @@ from ..ops.activations import gelu_forward
 from ..ops.attention import mhsa_backward, mhsa_forward
 from ..ops.vca import vca_backward, vca_forward
 from ..train.optim import AdamW
-from .common import fmt_bytes, torch
+from .common import fmt_bytes, torch, torch_step
 from .layer import C, HEADS, POOL, mhsa_macs, vca_macs
 
 # (grid side, batch): B * N = 8,192 .. 16,384 tokens per step
@@ -222,17 +222,6 @@ def _xp_step(forward, backward, x, dy, use_kernels: bool):
     return step
 
 
-def _torch_step(tmod, xt, dyt):
-    params = list(tmod.parameters())
-
-    def step():
-        for p in params:                       # zero_grad(set_to_none=True), as in training
-            p.grad = None
-        xt.grad = None
-        tmod(xt).backward(dyt)
-    return step
-
-
 def _rel_diff(a, b) -> float:
     """max |a - b| / max |b| (normwise, as the tests measure)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -286,7 +275,7 @@ def bench_layer(kind: str, grid: int, batch: int, target: Target, *, rounds: int
         out["max_rel_diff_y"] = _rel_diff(backend.to_numpy(y), yt.detach().cpu().numpy())
         out["max_rel_diff_dx"] = _rel_diff(backend.to_numpy(dx), xt.grad.cpu().numpy())
         del y, cache, dx, yt
-        contenders["torch"] = (_torch_step(tmod, xt, dyt), target.torch_clock)
+        contenders["torch"] = (torch_step(tmod, xt, dyt), target.torch_clock)
     times = measure(contenders, rounds, warmup)
     out["timings"] = {name: summary(ts) for name, ts in times.items()}
     med = {name: s["median_s"] for name, s in out["timings"].items()}

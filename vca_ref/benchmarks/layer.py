@@ -28,7 +28,7 @@ import numpy as np
 
 from ..nn.attention import MultiHeadSelfAttention, VisualContrastAttention
 from . import common
-from .common import fmt_bytes, torch
+from .common import fmt_bytes, torch, torch_step
 
 C, HEADS, POOL = 192, 3, (8, 8)
 # (grid side, batch, rounds): batch sized so one step takes a measurable time (>~10 ms)
@@ -59,17 +59,6 @@ def _numpy_peak(module, x, dy) -> int:
     return common.numpy_peak_bytes(_numpy_step(module, x, dy))
 
 
-def _torch_step(tmod, xt, dyt):
-    params = list(tmod.parameters())
-
-    def step():
-        for p in params:                       # zero_grad(set_to_none=True), as in training
-            p.grad = None
-        xt.grad = None
-        tmod(xt).backward(dyt)
-    return step
-
-
 def _gflops(macs_fwd: int, seconds: float) -> float:
     return 2 * 3 * macs_fwd / seconds / 1e9      # FLOP = 2 MAC; fwd+bwd = 3 x fwd
 
@@ -93,12 +82,12 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
         xt = torch.from_numpy(x).requires_grad_(True)
         dyt = torch.from_numpy(dy)
         tv = TorchVCA(vca.config, vca.params)
-        fns["vca_torch"] = _torch_step(tv, xt, dyt)
+        fns["vca_torch"] = torch_step(tv, xt, dyt)
     if run_mhsa:
         fns["mhsa_numpy"] = _numpy_step(mhsa, x, dy)
         if tv is not None:
             tm = TorchMHSA(HEADS, mhsa.params)
-            fns["mhsa_torch"] = _torch_step(tm, xt, dyt)
+            fns["mhsa_torch"] = torch_step(tm, xt, dyt)
     fns.update(common.matmul_probes(matmul_n))
     t, cpu = common.interleaved_medians(fns, rounds, settle=settle)
 
