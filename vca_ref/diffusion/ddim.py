@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..backend import device_of, get_array_module
+from ..backend import device_of
 from .ddpm import GaussianDiffusion, gaussian_noise
 
 
@@ -34,14 +34,8 @@ def ddim_sample_loop(diffusion: GaussianDiffusion, model, shape, y=None,
     chain = diffusion if num_steps is None or num_steps == T else diffusion.respace(min(num_steps, T))
     rng = np.random.default_rng() if rng is None else rng
     x = gaussian_noise(rng, shape, dtype, device) if x_T is None else x_T            # (B, C, H, W)
-    xp = get_array_module(x)
     for i in reversed(range(chain.num_timesteps)):
-        t = np.full(x.shape[0], i, dtype=np.int64)                                   # chain index (B,)
-        eps = chain.model_eps(model, x, i, y)                                        # (B, C, H, W)
-        x0 = chain.predict_x0(x, t, eps)
-        if clip_range is not None:
-            x0 = xp.clip(x0, clip_range[0], clip_range[1])
-            eps = chain.predict_eps(x, t, x0)
+        _, x0, eps = chain.predict_start(model, x, i, y, clip_range)                # (B, C, H, W)
         ab, ab_prev = chain.alphas_cumprod[i], chain.alphas_cumprod_prev[i]
         sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab)) * math.sqrt(1.0 - ab / ab_prev)
         x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps

@@ -156,6 +156,21 @@ class GaussianDiffusion:
         t_model = np.full(x.shape[0], self.timestep_map[i], dtype=np.int64)   # (B,)
         return split_output(model(x, t_model, y), x).astype(x.dtype, copy=False)
 
+    def predict_start(self, model, x, i: int, y, clip_range=None):
+        """One model call at chain index ``i``: ``(t, x̂_0, ε̂)`` for the samplers.
+
+        t (B,) int64 filled with i; x̂_0 clipped to ``clip_range`` when given, and ε̂ then
+        recomputed from the clipped x̂_0 so the two stay consistent (what DDIM needs).
+        """
+        xp = get_array_module(x)
+        t = np.full(x.shape[0], i, dtype=np.int64)                                 # chain index (B,)
+        eps = self.model_eps(model, x, i, y)                                       # (B, C, H, W)
+        x0 = self.predict_x0(x, t, eps)
+        if clip_range is not None:
+            x0 = xp.clip(x0, clip_range[0], clip_range[1])
+            eps = self.predict_eps(x, t, x0)
+        return t, x0, eps
+
     def p_sample_loop(self, model, shape, y=None, rng: np.random.Generator | None = None, x_T=None,
                       num_steps: int | None = None, variance: str = "small", clip_range=None,
                       dtype=np.float32, device: str = "cpu"):
@@ -170,13 +185,8 @@ class GaussianDiffusion:
         logvar = chain.posterior_log_variance_clipped if variance == "small" else chain.large_log_variance
         rng = np.random.default_rng() if rng is None else rng
         x = gaussian_noise(rng, shape, dtype, device) if x_T is None else x_T      # (B, C, H, W)
-        xp = get_array_module(x)
         for i in reversed(range(chain.num_timesteps)):
-            t = np.full(x.shape[0], i, dtype=np.int64)                             # chain index (B,)
-            eps = chain.model_eps(model, x, i, y)                                  # (B, C, H, W)
-            x0 = chain.predict_x0(x, t, eps)
-            if clip_range is not None:
-                x0 = xp.clip(x0, clip_range[0], clip_range[1])
+            t, x0, _ = chain.predict_start(model, x, i, y, clip_range)             # (B,), (B, C, H, W)
             mean = chain.q_posterior_mean(x0, x, t)
             if i > 0:
                 x = mean + float(np.exp(0.5 * logvar[i])) * gaussian_noise(rng, x.shape, x.dtype, device_of(x))
