@@ -66,6 +66,46 @@ def random_state(module, seed: int) -> dict:
     return out
 
 
+# Tiny model sizes: a 3x3 patch grid pooled to an uneven 2x2 contrast grid (the bins overlap).
+VIT_TINY = dict(img_size=6, patch_size=2, in_chans=2, num_classes=3, dim=8, depth=2, num_heads=2,
+                mlp_ratio=2.0, pool_size=(2, 2))
+DIT_TINY = dict(VIT_TINY, learn_sigma=True)
+
+
+def random_model_state(model, seed: int) -> dict:
+    """Random non-zero float64 values for every parameter of a whole model (adaLN gates too),
+    scaled so activations stay O(1).
+
+    Matrices N(0, 1/fan_in); vectors (biases, lambdas) N(0, 0.3^2); norm weights 1 + N(0, 0.3^2);
+    E+- N(0, 1) (their init); tokens and tables N(0, 0.5^2).  Buffers keep their values.
+    """
+    rng = np.random.default_rng(seed)
+    buffers = dict(model.named_buffers())
+    out = {}
+    for name, p in model.state_dict().items():
+        shape, leaf = p.shape, name.split(".")[-1]
+        if name in buffers:
+            v = np.asarray(p, dtype=np.float64)
+        elif leaf in ("e_pos", "e_neg"):
+            v = rng.standard_normal(shape)
+        elif name in ("cls_token", "pos_embed") or "embedding_table" in name:
+            v = 0.5 * rng.standard_normal(shape)
+        elif name.endswith("norm.weight") or name.endswith(("norm1.weight", "norm2.weight")):
+            v = 1.0 + 0.3 * rng.standard_normal(shape)
+        elif len(shape) >= 2:
+            v = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+        else:
+            v = 0.3 * rng.standard_normal(shape)
+        out[name] = v
+    return out
+
+
+def randomised(model, seed: int = 1):
+    """Load :func:`random_model_state` into ``model`` and return it."""
+    model.load_state_dict(random_model_state(model, seed))
+    return model
+
+
 def make_vca(case_or_kwargs, seed: int = 0, dtype=np.float64) -> VisualContrastAttention:
     kw = vca_kwargs(case_or_kwargs) if isinstance(case_or_kwargs, str) else dict(case_or_kwargs)
     m = VisualContrastAttention(**kw, seed=seed, dtype=np.float64)

@@ -30,8 +30,8 @@ import contextlib
 import numpy as np
 import pytest
 
-from helpers import (TOL, VCA_CASES, OpCase, compare, float32_resolvable, make_mhsa, make_vca,
-                     op_cases, tokens)
+from helpers import (DIT_TINY, TOL, VCA_CASES, VIT_TINY, OpCase, compare, float32_resolvable, make_mhsa,
+                     make_vca, op_cases, randomised, tokens)
 from vca_ref import kernels, ops
 from vca_ref.backend import DEVICES, available_devices, describe, device_of, to_device, to_numpy
 from vca_ref.kernels import cuda as kcuda
@@ -239,36 +239,7 @@ def test_mhsa_module(backend, twin_calls, num_heads, dtype):
 
 
 # ----------------------------------------------------------------------------- models
-# Tiny sizes (as tests/test_models.py): a 3x3 patch grid pooled to an uneven 2x2 contrast grid.
-VIT_TINY = dict(img_size=6, patch_size=2, in_chans=2, num_classes=3, dim=8, depth=2, num_heads=2,
-                mlp_ratio=2.0, pool_size=(2, 2))
-DIT_TINY = dict(VIT_TINY, learn_sigma=True)
-
-
-def randomised(model, seed: int):
-    """Every parameter random and non-zero (adaLN gates too), scaled so activations stay O(1):
-    matrices N(0, 1/fan_in), vectors N(0, 0.3^2), norm weights 1 + N(0, 0.3^2), E+- N(0, 1),
-    tokens and tables N(0, 0.5^2); buffers (the fixed position embedding) are kept."""
-    rng = np.random.default_rng(seed)
-    buffers = dict(model.named_buffers())
-    state = {}
-    for name, p in model.state_dict().items():
-        shape, leaf = p.shape, name.split(".")[-1]
-        if name in buffers:
-            v = np.asarray(p, dtype=np.float64)
-        elif leaf in ("e_pos", "e_neg"):
-            v = rng.standard_normal(shape)
-        elif name in ("cls_token", "pos_embed") or "embedding_table" in name:
-            v = 0.5 * rng.standard_normal(shape)
-        elif "norm" in name and leaf == "weight":
-            v = 1.0 + 0.3 * rng.standard_normal(shape)
-        elif len(shape) >= 2:
-            v = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-        else:
-            v = 0.3 * rng.standard_normal(shape)
-        state[name] = v
-    model.load_state_dict(state)
-    return model
+# Tiny sizes and the whole-model randomiser are shared with tests/test_models.py (helpers.py).
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

@@ -19,49 +19,12 @@ from vca_ref.models.dit import patchify_out, unpatchify
 from vca_ref.nn.embedders import sincos_2d
 
 import torch_models as TM
+from helpers import DIT_TINY, VIT_TINY, randomised
 
 ATTN = ["vca", "mhsa"]
 
-# Tiny sizes: a 3x3 patch grid pooled to an uneven 2x2 contrast grid (the bins overlap).
-VIT_TINY = dict(img_size=6, patch_size=2, in_chans=2, num_classes=3, dim=8, depth=2, num_heads=2,
-                mlp_ratio=2.0, pool_size=(2, 2))
-DIT_TINY = dict(img_size=6, patch_size=2, in_chans=2, num_classes=3, dim=8, depth=2, num_heads=2,
-                mlp_ratio=2.0, pool_size=(2, 2), learn_sigma=True)
-
 
 # --------------------------------------------------------------------------- helpers
-def random_state(model, seed: int) -> dict:
-    """Random non-zero float64 values for every parameter, scaled so activations stay O(1).
-
-    Matrices N(0, 1/fan_in); vectors (biases, lambdas) N(0, 0.3^2); norm weights 1 + N(0, 0.3^2);
-    E+- N(0, 1) (their init); tokens and tables N(0, 0.5^2).  Buffers keep their values.
-    """
-    rng = np.random.default_rng(seed)
-    buffers = dict(model.named_buffers())
-    out = {}
-    for name, p in model.state_dict().items():
-        shape, leaf = p.shape, name.split(".")[-1]
-        if name in buffers:
-            v = np.asarray(p, dtype=np.float64)
-        elif leaf in ("e_pos", "e_neg"):
-            v = rng.standard_normal(shape)
-        elif name in ("cls_token", "pos_embed") or "embedding_table" in name:
-            v = 0.5 * rng.standard_normal(shape)
-        elif name.endswith("norm.weight") or name.endswith(("norm1.weight", "norm2.weight")):
-            v = 1.0 + 0.3 * rng.standard_normal(shape)
-        elif len(shape) >= 2:
-            v = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-        else:
-            v = 0.3 * rng.standard_normal(shape)
-        out[name] = v
-    return out
-
-
-def randomised(model, seed: int = 1):
-    model.load_state_dict(random_state(model, seed))
-    return model
-
-
 def vit(attention: str, dtype="float64", seed: int = 0, **kw) -> TinyViT:
     return randomised(TinyViT(ViTConfig(**{**VIT_TINY, **kw, "attention": attention, "dtype": dtype}),
                               seed=seed), seed + 1)
