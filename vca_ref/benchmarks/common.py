@@ -206,3 +206,16 @@ def torch_step(tmod, xt, dyt):
         xt.grad = None
         tmod(xt).backward(dyt)
     return step
+
+
+def save_results_json(res: dict, out: str, name: str) -> str:
+    """Write a benchmark's result dict as ``out/name`` (JSON, atomically); returns the path."""
+    import json
+    import os
+
+    from ..safetensors_format import atomic_write
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, name)
+    data = json.dumps(res, indent=1).encode()
+    atomic_write(path, lambda f: f.write(data))
+    return path

@@ -38,7 +38,6 @@ and its figures are CPU figures, labelled so.  Results go to ``<out>/gpu_bench.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -53,7 +52,7 @@ from ..ops.activations import gelu_forward
 from ..ops.attention import mhsa_backward, mhsa_forward
 from ..ops.vca import vca_backward, vca_forward
 from ..train.optim import AdamW
-from .common import fmt_bytes, torch, torch_step
+from .common import fmt_bytes, save_results_json, torch, torch_step
 from .layer import C, HEADS, POOL, mhsa_macs, vca_macs
 
 # (grid side, batch): B * N = 8,192 .. 16,384 tokens per step
@@ -479,11 +478,7 @@ def run_gpu_bench(out: str | None = "benchmarks/results", *, quick: bool = False
                 print(format_probes(res["probes"]), flush=True)
     res["elapsed_s"] = time.time() - t0
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        path = os.path.join(out, "gpu_bench.json")
-        with open(path, "w") as f:
-            json.dump(res, f, indent=1)
-        res["json_path"] = path
+        path = res["json_path"] = save_results_json(res, out, "gpu_bench.json")
         if verbose:
             print(f"wrote {path}")
     return res

@@ -19,7 +19,6 @@ Results go to ``<out>/layer_bench.json`` and ``<out>/layer_bench.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -28,7 +27,7 @@ import numpy as np
 
 from ..nn.attention import MultiHeadSelfAttention, VisualContrastAttention
 from . import common
-from .common import fmt_bytes, torch, torch_step
+from .common import fmt_bytes, save_results_json, torch, torch_step
 
 C, HEADS, POOL = 192, 3, (8, 8)
 # (grid side, batch, rounds): batch sized so one step takes a measurable time (>~10 ms)
@@ -245,11 +244,7 @@ def run_layer_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
             extra = f" [CPU-time value {tgt['cpu_time_value']:.3f}]" if tgt.get("cpu_time_value") else ""
             print(f"target {name}: {val} (want {tgt['target']}) -> {verdict}{extra}")
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        path = os.path.join(out, "layer_bench.json")
-        with open(path, "w") as f:
-            json.dump(res, f, indent=1)
-        res["json_path"] = path
+        path = res["json_path"] = save_results_json(res, out, "layer_bench.json")
         if plot:
             res["plot_path"] = plot_layer_bench(res, os.path.join(out, "layer_bench.png"))
         if verbose:
@@ -260,13 +255,12 @@ def run_layer_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
 def plot_layer_bench(res: dict, path: str) -> str | None:
     """Three panels: time per sample, peak memory, fraction of the matmul ceiling (log N axis)."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:  # matplotlib is an optional (train) extra
+        from ..plotting import new_figure, save_figure     # a bare Figure: no pyplot state
+        fig, axes = new_figure(15, 4.2, 1, 3)
+    except ImportError:  # matplotlib is an optional (train) extra
         return None
+    ax = axes[0]
     pts = res["points"]
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     for layer, style in (("vca", "-"), ("mhsa", "--")):
         for impl, marker in (("numpy", "o"), ("torch", "s")):
             xs = [p["N"] for p in pts if p[layer].get(f"{impl}_s")]
@@ -291,10 +285,7 @@ def plot_layer_bench(res: dict, path: str) -> str | None:
     m = res["machine"]
     fig.suptitle(f"one attention layer, C={C}, h={HEADS}, n=64, float32; {m['threads']} thread(s), "
                  f"{m.get('processor', '')}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

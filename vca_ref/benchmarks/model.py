@@ -16,8 +16,6 @@ Results go to ``<out>/model_bench.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -28,7 +26,7 @@ from ..ops.losses import (cross_entropy_backward, cross_entropy_forward, mse_bac
                           mse_forward)
 from ..train.optim import AdamW
 from . import common
-from .common import torch
+from .common import save_results_json, torch
 
 LR, WD = 1e-3, 0.05
 # (name, kind, model size, overrides, batch, rounds)
@@ -162,11 +160,7 @@ def run_model_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
                   f"-> {'MET' if v >= 0.8 else 'MISSED'}")
     res["elapsed_s"] = time.time() - t0
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        path = os.path.join(out, "model_bench.json")
-        with open(path, "w") as f:
-            json.dump(res, f, indent=1)
-        res["json_path"] = path
+        path = res["json_path"] = save_results_json(res, out, "model_bench.json")
         if verbose:
             print(f"wrote {path}")
     return res
