@@ -9,6 +9,8 @@ VCA extras (``e_pos``, ``e_neg``, ``stage{1,2}.*``, ``dwc.*``).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,6 +19,51 @@ from ..nn.module import check_float_dtype
 
 ATTENTIONS = ("vca", "mhsa")
 VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential")
+
+
+@dataclass(frozen=True)
+class TokenModelConfig:
+    """The fields TinyViT's and TinyDiT's configs share: image, patch grid, widths, attention.
+
+    Subclasses add their own fields (after these) and set ``num_prefix_tokens``.
+    """
+    img_size: int = 8                    # Hi = Wi
+    patch_size: int = 2                  # p
+    in_chans: int = 1                    # Cin
+    num_classes: int = 10                # K
+    dim: int = 32                        # C
+    depth: int = 2                       # number of blocks
+    num_heads: int = 2                   # h
+    mlp_ratio: float = 2.0               # MLP hidden = mlp_ratio * C
+    attention: str = "vca"               # "vca" | "mhsa"
+    pool_size: tuple = (2, 2)            # VCA contrast grid (h', w')
+    stage2_softmax: str = "joint"        # VCA options, see vca_ref.ops.vca_config.VCAConfig
+    tied_embeddings: bool = False
+    pool_queries: bool = True
+    use_dwconv: bool = True
+    differential: str = "both"
+
+    num_prefix_tokens: ClassVar[int] = 0  # P: tokens before the patch grid
+
+    def __post_init__(self):
+        object.__setattr__(self, "pool_size", pair(self.pool_size))
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        g = self.img_size // self.patch_size
+        return g, g
+
+    @property
+    def num_tokens(self) -> int:
+        """N = P + H*W."""
+        return self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return config_from_dict(cls, d)
 
 
 def vca_options(cfg) -> dict:

@@ -34,53 +34,22 @@ from ..nn.module import Module
 from ..ops._checks import check_array
 from ..ops.activations import silu_backward, silu_forward
 from ..ops.modulate import modulate_backward, modulate_forward
-from .common import check_model_config, config_from_dict, config_to_dict, make_attention, pair
+from .common import TokenModelConfig, check_model_config, make_attention
 
 
 @dataclass(frozen=True)
-class DiTConfig:
-    """Sizes and options of a TinyDiT (validated by :class:`TinyDiT`)."""
-    img_size: int = 8                    # Hi = Wi (the reference's input_size)
-    patch_size: int = 2                  # p
-    in_chans: int = 1                    # Cin
-    num_classes: int = 10                # K (the label table has K + 1 rows)
-    dim: int = 32                        # C (hidden_size), divisible by 4 for the sin-cos embedding
-    depth: int = 2
-    num_heads: int = 2
-    mlp_ratio: float = 2.0
-    attention: str = "vca"               # "vca" | "mhsa"
-    pool_size: tuple = (2, 2)            # VCA contrast grid (h', w')
-    stage2_softmax: str = "joint"        # VCA options, see vca_ref.ops.vca_config.VCAConfig
-    tied_embeddings: bool = False
-    pool_queries: bool = True
-    use_dwconv: bool = True
-    differential: str = "both"
+class DiTConfig(TokenModelConfig):
+    """Sizes and options of a TinyDiT (validated by :class:`TinyDiT`); shared fields in
+    :class:`~vca_ref.models.common.TokenModelConfig` (``img_size`` is the reference's
+    ``input_size``, ``dim`` its ``hidden_size``, divisible by 4 for the sin-cos embedding; the label
+    table has K + 1 rows).  No prefix tokens: N = H*W."""
     class_dropout_prob: float = 0.1      # training-time label dropout (classifier-free guidance)
     learn_sigma: bool = False            # True: Cout = 2 Cin (the reference's default is True)
     dtype: str = "float32"
 
-    def __post_init__(self):
-        object.__setattr__(self, "pool_size", pair(self.pool_size))
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        g = self.img_size // self.patch_size
-        return g, g
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid_size[0] * self.grid_size[1]
-
     @property
     def out_chans(self) -> int:
         return 2 * self.in_chans if self.learn_sigma else self.in_chans
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiTConfig":
-        return config_from_dict(cls, d)
 
 
 class AdaLNModulation(Linear):

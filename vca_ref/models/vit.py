@@ -18,6 +18,7 @@ Attention "vca" is :class:`~vca_ref.nn.VisualContrastAttention` with P = 1 and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,48 +27,17 @@ from ..nn import init
 from ..nn.layers import LayerNorm, Linear, Mlp, PatchEmbed, check_dout
 from ..nn.module import Module
 from ..ops._checks import check_array
-from .common import check_model_config, config_from_dict, config_to_dict, make_attention, pair
+from .common import TokenModelConfig, check_model_config, make_attention
 
 
 @dataclass(frozen=True)
-class ViTConfig:
-    """Sizes and options of a TinyViT (validated by :class:`TinyViT`)."""
-    img_size: int = 8                    # Hi = Wi
-    patch_size: int = 2                  # p
-    in_chans: int = 1                    # Cin
-    num_classes: int = 10                # K
-    dim: int = 32                        # C
-    depth: int = 2                       # number of blocks
-    num_heads: int = 2                   # h
-    mlp_ratio: float = 2.0               # MLP hidden = mlp_ratio * C
-    attention: str = "vca"               # "vca" | "mhsa"
-    pool_size: tuple = (2, 2)            # VCA contrast grid (h', w')
-    stage2_softmax: str = "joint"        # VCA options, see vca_ref.ops.vca_config.VCAConfig
-    tied_embeddings: bool = False
-    pool_queries: bool = True
-    use_dwconv: bool = True
-    differential: str = "both"
+class ViTConfig(TokenModelConfig):
+    """Sizes and options of a TinyViT (validated by :class:`TinyViT`); shared fields in
+    :class:`~vca_ref.models.common.TokenModelConfig`.  One class token: N = 1 + H*W."""
     norm_eps: float = 1e-6               # every LayerNorm (timm's ViT uses 1e-6)
     dtype: str = "float32"               # "float32" | "float64"
 
-    def __post_init__(self):
-        object.__setattr__(self, "pool_size", pair(self.pool_size))
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        g = self.img_size // self.patch_size
-        return g, g
-
-    @property
-    def num_tokens(self) -> int:
-        return 1 + self.grid_size[0] * self.grid_size[1]
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ViTConfig":
-        return config_from_dict(cls, d)
+    num_prefix_tokens: ClassVar[int] = 1
 
 
 class Block(Module):
