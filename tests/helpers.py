@@ -11,7 +11,7 @@ import torch
 
 import torch_oracle
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention, ops
-from vca_ref.ops.attention import mhsa_backward, mhsa_forward
+from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward
 from vca_ref.ops.vca import vca_backward, vca_forward
 
 # Tiny base layer: C=8, h=2 (d=4), a non-square 3x4 grid pooled to an uneven 2x3 grid

@@ -1,6 +1,6 @@
 // kernel_harness.cpp -- thin extern "C" loops that run the vca_ref/kernels/*.cuh math on host
 // arrays, for tests/test_kernels_cpu.py.  The test prepends the .cuh text exactly as the CUDA
-// preamble does (vca_ref.kernels.cuh_text), builds a shared library with g++ in a temporary
+// preamble does (vca_ref.fast.kernels.cuh_text), builds a shared library with g++ in a temporary
 // directory and calls it through ctypes.  Nothing here is math: each loop calls one .cuh function.
 // Row-wise routines run with vca::SerialTeam (one lane), the host stand-in for a thread block.
 #ifndef VCA_ADAMW_CUH

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from vca_ref.benchmarks import main
-from vca_ref.benchmarks.layer import mhsa_macs, run_layer_bench, vca_macs
+from benchmarks import main
+from benchmarks.layer import mhsa_macs, run_layer_bench, vca_macs
 
 
 def test_macs_match_spec_and_modules():
@@ -54,7 +54,7 @@ def test_cli_entry_quick(tmp_path, capsys):
 
 
 def test_model_bench_quick_writes_json(tmp_path):
-    from vca_ref.benchmarks.model import run_model_bench
+    from benchmarks.model import run_model_bench
     run_model_bench(str(tmp_path), quick=True, verbose=False)
     data = json.loads((tmp_path / "model_bench.json").read_text())
     assert data["benchmark"] == "model" and len(data["cases"]) == 2

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from vca_ref import backend
-from vca_ref.benchmarks import gpu
-from vca_ref.benchmarks import main as bench_main
-from vca_ref.benchmarks.layer import mhsa_macs, vca_macs
+from benchmarks import gpu
+from benchmarks import main as bench_main
+from benchmarks.layer import mhsa_macs, vca_macs
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_GPU = gpu.unavailable_reason() is None
@@ -37,7 +37,7 @@ def test_cli_skips_with_the_reason_and_exit_0(tmp_path, capsys):
 
 @pytest.mark.skipif(HAS_GPU, reason="a CUDA device and PyTorch CUDA are present: no skip here")
 def test_script_skips_with_exit_0(tmp_path):
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"),
+    res = subprocess.run([sys.executable, "-m", "benchmarks.gpu",
                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
                          timeout=300)
     assert res.returncode == 0, res.stderr

@@ -9,8 +9,8 @@ from safetensors.numpy import save_file as st_np_save
 from safetensors.torch import load_file as st_torch_load
 from safetensors.torch import save_file as st_torch_save
 
-from vca_ref import checkpoint as ck
-from vca_ref import safetensors_format as sf
+from vca_ref.io import checkpoint as ck
+from vca_ref.io import safetensors_format as sf
 from vca_ref.nn.module import Module
 from vca_ref.train import EMA, SGD, AdamW
 

@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from vca_ref import data as D
+from vca_ref.experiments import data as D
 
 
 @pytest.mark.parametrize("loader, size, n", [(D.load_digits_dataset, 8, 1797), (D.load_mnist_sample, 28, 5000)])

@@ -11,16 +11,16 @@ import os
 import numpy as np
 import pytest
 
-from vca_ref.checkpoint import load_file, load_training_state
+from vca_ref.io.checkpoint import load_file, load_training_state
 from vca_ref.diffusion import GaussianDiffusion, ddim_sample_loop, flow_sample
-from vca_ref.evaluation import (DigitClassifier, classifier_accuracy_per_class, classifier_features,
+from vca_ref.experiments.evaluation import (DigitClassifier, classifier_accuracy_per_class, classifier_features,
                                 evaluate_dit_run, frechet_distance, frechet_distance_from_stats,
                                 to_classifier_space)
 from vca_ref.models import create_dit, create_vit
-from vca_ref.sampling import class_labels, image_grid, sample_from_run, sample_images, save_grid
-from vca_ref.train import generate
-from vca_ref.train.generate import DiTTrainConfig, train_dit
-from vca_ref.train.runner import CHECKPOINT, FINAL_MODEL, TrainingDiverged
+from vca_ref.experiments.sampling import class_labels, image_grid, sample_from_run, sample_images, save_grid
+from vca_ref.experiments import generate
+from vca_ref.experiments.generate import DiTTrainConfig, train_dit
+from vca_ref.experiments.runner import CHECKPOINT, FINAL_MODEL, TrainingDiverged
 
 TINY = dict(depth=1, dim=32, num_heads=2)
 
@@ -279,7 +279,7 @@ def test_grid_layout_and_png(tmp_path):
 
 def test_compare_dit_smoke(tmp_path):
     """Both attentions, one shared classifier, rows, table, results.json and both plots (tiny budget)."""
-    from vca_ref.compare_dit import compare_dit
+    from vca_ref.experiments.compare_dit import compare_dit
     cfg = tiny_cfg(tmp_path / "ignored", epochs=1, batch_size=256)
     rows = compare_dit(cfg, str(tmp_path / "cmp"), num_per_class=2, num_steps=2,
                        classifier_overrides={"epochs": 1, "batch_size": 256})

@@ -32,16 +32,17 @@ import pytest
 
 from helpers import (DIT_TINY, TOL, VCA_CASES, VIT_TINY, OpCase, compare, float32_resolvable, make_mhsa,
                      make_vca, op_cases, randomised, tokens)
-from vca_ref import kernels, ops
+from vca_ref import ops
+from vca_ref.fast import kernels
 from vca_ref.backend import DEVICES, available_devices, describe, device_of, to_device, to_numpy
-from vca_ref.kernels import cuda as kcuda
+from vca_ref.fast.kernels import cuda as kcuda
 from vca_ref.models import DiTConfig, TinyDiT, TinyViT, ViTConfig
 from vca_ref.nn.attention import VisualContrastAttention
 
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]
 
-# The twin functions of vca_ref.kernels.cuda that the ops call (adamw_update is the optimiser's).
+# The twin functions of vca_ref.fast.kernels.cuda that the ops call (adamw_update is the optimiser's).
 TWINS = ("gelu_forward", "gelu_backward", "silu_forward", "silu_backward", "diff_combine_forward",
          "diff_combine_backward", "modulate_forward", "modulate_backward", "softmax_backward",
          "rmsnorm_forward", "rmsnorm_backward")
@@ -62,7 +63,7 @@ def backend(request) -> str:
 
 @pytest.fixture
 def twin_calls(monkeypatch):
-    """A list that records every call of a kernel twin of :mod:`vca_ref.kernels.cuda`."""
+    """A list that records every call of a kernel twin of :mod:`vca_ref.fast.kernels.cuda`."""
     log: list[str] = []
     for name in TWINS:
         def wrapper(*args, _real=getattr(kcuda, name), _name=name, **kw):

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vca_ref import kernels
-from vca_ref.kernels import CUH_FILES, cuh_text
-from vca_ref.kernels.cuda import adamw_scalars
+from vca_ref.fast import kernels
+from vca_ref.fast.kernels import CUH_FILES, cuh_text
+from vca_ref.fast.kernels.cuda import adamw_scalars
 from vca_ref.ops import activations, lambdas, modulate, rmsnorm, softmax
 
 HARNESS = Path(__file__).with_name("kernel_harness.cpp")
@@ -285,7 +285,7 @@ def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
     The hooked optimiser must equal the reference lines bit for bit, which holds only if the hook
     hands the twin (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step) in that order, with
     the per-parameter weight decay (0 for the bias under ``default_no_decay``)."""
-    from vca_ref.kernels import cuda as kcuda
+    from vca_ref.fast.kernels import cuda as kcuda
     from vca_ref.nn.module import Module
     from vca_ref.train.optim import AdamW, default_no_decay
 

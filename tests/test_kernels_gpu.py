@@ -1,7 +1,7 @@
 """Kernel vs NumPy parity on a CUDA device, through the ops (CuPy arrays take the kernel path).
 
 For each op with a kernel twin: the NumPy op on the host is the reference; the same op on CuPy
-arrays runs (a) the kernel (checked with a spy on ``vca_ref.kernels.cuda``) and (b) the plain
+arrays runs (a) the kernel (checked with a spy on ``vca_ref.fast.kernels.cuda``) and (b) the plain
 CuPy reference lines (``kernels.enabled(False)``); both must match NumPy.
 
 Tolerances are those of tests/test_kernels_cpu.py (same scales, see there) with room for what a
@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vca_ref import backend, kernels
-from vca_ref.kernels import cuda as kcuda
+from vca_ref import backend
+from vca_ref.fast import kernels
+from vca_ref.fast.kernels import cuda as kcuda
 from vca_ref.ops import activations, lambdas, modulate, rmsnorm, softmax
 
 pytestmark = [pytest.mark.gpu,

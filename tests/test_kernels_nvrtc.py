@@ -1,8 +1,8 @@
 """Every CUDA kernel compiled to PTX by NVRTC, on a machine without a GPU.
 
-For each kernel of ``vca_ref.kernels.cuda`` (ElementwiseKernel and RawKernel alike), dtype and
+For each kernel of ``vca_ref.fast.kernels.cuda`` (ElementwiseKernel and RawKernel alike), dtype and
 architecture (compute_80 = A100, compute_90 = H100), the COMPLETE source CuPy would compile
-(:func:`vca_ref.kernels.source.full_source`: CuPy's own headers + the .cuh preamble + the kernel)
+(:func:`vca_ref.fast.kernels.source.full_source`: CuPy's own headers + the .cuh preamble + the kernel)
 goes through ``cupy.cuda.nvrtc`` with CuPy's options and ``-ftz=true``.  Checked:
 
 * it compiles, without errors and without warnings, and defines the entry point;
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from vca_ref import backend
-from vca_ref.kernels import cuda, cuh_text
+from vca_ref.fast.kernels import cuda, cuh_text
 
 ARCHS = [80, 90]
 DTYPES = [np.float32, np.float64]
@@ -30,10 +30,10 @@ F64 = re.compile(r"\.f64\b")
 
 @pytest.fixture(scope="module")
 def src():
-    """The ``vca_ref.kernels.source`` module, once NVRTC is known to load."""
+    """The ``vca_ref.fast.kernels.source`` module, once NVRTC is known to load."""
     if backend.cupy_module() is None:
         pytest.skip("CuPy is not installed: pip install 'vca_ref[gpu]' (brings NVRTC as well)")
-    from vca_ref.kernels import source
+    from vca_ref.fast.kernels import source
     try:
         source.nvrtc_version()
     except Exception as e:  # noqa: BLE001 - any loader failure means "no NVRTC here"

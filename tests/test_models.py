@@ -431,7 +431,7 @@ def test_seeded_init_is_deterministic_and_to_dtype_works():
 def test_checkpoint_loads_into_torch_with_safetensors(tmp_path, kind, attention):
     from safetensors.torch import load_file as torch_load_file
 
-    from vca_ref import checkpoint as ck
+    from vca_ref.io import checkpoint as ck
     m = (vit if kind == "vit" else dit)(attention, "float32")
     path = str(tmp_path / "model.safetensors")
     ck.save_module(m, path, config=m.config.to_dict())

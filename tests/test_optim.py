@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vca_ref.backend import available_devices, to_device, to_numpy
-from vca_ref.data import iterate_batches, load_digits_dataset, num_batches
+from vca_ref.experiments.data import iterate_batches, load_digits_dataset, num_batches
 from vca_ref.nn.module import Module
 from vca_ref.ops import cross_entropy_backward, cross_entropy_forward, linear_backward, linear_forward
 from vca_ref.train import (EMA, SGD, AdamW, CosineWarmupSchedule, clip_grad_norm, cosine_warmup_lr,

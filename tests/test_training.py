@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from vca_ref.checkpoint import load_file
+from vca_ref.io.checkpoint import load_file
 from vca_ref.cli import main
-from vca_ref.train import classify
-from vca_ref.train.classify import ViTTrainConfig, train_vit
-from vca_ref.train.runner import CHECKPOINT, FINAL_MODEL, TrainingDiverged
+from vca_ref.experiments import classify
+from vca_ref.experiments.classify import ViTTrainConfig, train_vit
+from vca_ref.experiments.runner import CHECKPOINT, FINAL_MODEL, TrainingDiverged
 
 TINY = dict(dataset="digits", model="tiny-digits", batch_size=64, augment_shift=0, progress=False)
 

@@ -1,6 +1,7 @@
 """``python -m vca_ref``: the same as the ``vca-ref`` command."""
 import sys
 
-from .cli import main
+from vca_ref.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

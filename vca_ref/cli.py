@@ -7,8 +7,6 @@
                                      train VCA and MHSA with the same seed and budget and print
                                      a table (accuracy or Fréchet distance, parameters, MACs,
                                      wall time, images/s); saves curves and sample grids
-    vca-ref bench      [layer|model] [options]   NumPy vs PyTorch CPU benchmarks
-    vca-ref bench gpu  [options]     CuPy vs PyTorch CUDA layer benchmark (skips without a GPU)
 
 Every run writes into a run folder (``--out-dir``): config.json, metrics.jsonl, checkpoints,
 plots.  ``vca-ref COMMAND --help`` lists every option with its default.
@@ -22,7 +20,7 @@ import os
 import sys
 import time
 
-from . import __version__
+from vca_ref import __version__
 
 
 # --------------------------------------------------------------------------- config <-> argparse
@@ -100,8 +98,8 @@ def _config_from_args(cls, args, **extra):
 
 def _all_config_fields() -> set[str]:
     """Every field of the run configurations (to spot options that do not apply)."""
-    from .train.classify import ViTTrainConfig
-    from .train.generate import DiTTrainConfig
+    from vca_ref.experiments.classify import ViTTrainConfig
+    from vca_ref.experiments.generate import DiTTrainConfig
     return {f.name for cls in (ViTTrainConfig, DiTTrainConfig) for f in dataclasses.fields(cls)}
 
 
@@ -127,19 +125,19 @@ def _train(args, cfg_cls, train_fn, describe) -> int:
 
 
 def cmd_train_vit(args) -> int:
-    from .train.classify import ViTTrainConfig, train_vit
+    from vca_ref.experiments.classify import ViTTrainConfig, train_vit
     return _train(args, ViTTrainConfig, train_vit,
                   lambda s: f"test accuracy {s['test_acc']:.4f}  params {s['params']:,}")
 
 
 def cmd_train_dit(args) -> int:
-    from .train.generate import DiTTrainConfig, train_dit
+    from vca_ref.experiments.generate import DiTTrainConfig, train_dit
     return _train(args, DiTTrainConfig, train_dit,
                   lambda s: f"final train loss {s['train_loss']:.4f}  validation loss {s['val_loss']:.4f}")
 
 
 def cmd_sample(args) -> int:
-    from .sampling import sample_from_run
+    from vca_ref.experiments.sampling import sample_from_run
     r = sample_from_run(args.run_dir, num_per_class=args.per_class, seed=args.seed,
                         sampler=args.sampler, num_steps=args.steps, cfg_scale=args.cfg_scale,
                         grid_path=args.out)
@@ -152,26 +150,21 @@ def cmd_compare(args) -> int:
     if args.out_dir is None:
         args.out_dir = os.path.join("runs", "compare-dit" if args.task == "dit" else "compare")
     if args.task == "dit":
-        from .compare_dit import METRIC, compare_dit
-        from .train.generate import DiTTrainConfig
+        from vca_ref.experiments.compare_dit import METRIC, compare_dit
+        from vca_ref.experiments.generate import DiTTrainConfig
         cfg = _config_from_args(DiTTrainConfig, args, attention="vca")
         rows = compare_dit(cfg, out_dir=args.out_dir)
         metric = METRIC
     else:
-        from .train.classify import ViTTrainConfig
-        from .compare import compare_vit
+        from vca_ref.experiments.classify import ViTTrainConfig
+        from vca_ref.experiments.compare import compare_vit
         cfg = _config_from_args(ViTTrainConfig, args, attention="vca")
         rows = compare_vit(cfg, out_dir=args.out_dir)
         metric = ("test_acc", "test accuracy ↑")
-    from .compare import format_table
+    from vca_ref.experiments.compare import format_table
     print(format_table(rows, metric))
     print(f"(run folders, metrics, table and plots under {args.out_dir})")
     return 0
-
-
-def cmd_bench(args) -> int:
-    from .benchmarks import main as bench_main
-    return bench_main(args.bench_args)
 
 
 # --------------------------------------------------------------------------- parser
@@ -182,7 +175,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train.classify import ViTTrainConfig
+    from vca_ref.experiments.classify import ViTTrainConfig
     p = argparse.ArgumentParser(prog="vca-ref", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
@@ -196,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(tv)
     tv.set_defaults(func=cmd_train_vit)
 
-    from .train.generate import DiTTrainConfig
+    from vca_ref.experiments.generate import DiTTrainConfig
     td = sub.add_parser("train-dit", help="train a TinyDiT (DDPM or flow matching)")
     td.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
     _add_config_args(td, DiTTrainConfig)
@@ -223,11 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out-dir", default=None,
                     help="output folder (default: runs/compare, or runs/compare-dit with --task dit)")
     cp.set_defaults(func=cmd_compare)
-
-    bp = sub.add_parser("bench", help="benchmarks: layer|model (NumPy vs PyTorch CPU), gpu (CuPy vs PyTorch CUDA)",
-                        add_help=False)
-    bp.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bp.set_defaults(func=cmd_bench)
     return p
 
 
@@ -241,6 +229,5 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
         print(f"vca-ref {args.command}: error: {e}", file=sys.stderr)
         return 2
-    if args.command != "bench":
-        print(f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    print(f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     return rc

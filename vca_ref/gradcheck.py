@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import get_array_module, to_numpy
+from vca_ref.backend import get_array_module, to_numpy
 
 REL_FLOOR = 1e-8
 
@@ -178,7 +178,7 @@ def gradcheck_module(module, x, *, seed: int = 0, **kwargs) -> GradcheckReport:
     supply the analytic side; parameters are perturbed through ``load``-free in-place
     swaps and always restored.  The module and ``x`` must be float64.
     """
-    from .nn.module import Module  # local import: gradcheck is usable without nn
+    from vca_ref.nn.module import Module  # local import: gradcheck is usable without nn
     if not isinstance(module, Module):
         raise TypeError(f"gradcheck_module needs a vca_ref Module, got {type(module).__name__}")
     owners = {}

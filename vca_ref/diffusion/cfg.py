@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import device_of, get_array_module, to_device
+from vca_ref.backend import device_of, get_array_module, to_device
 
 
 def cfg_combine(cond, uncond, scale: float):

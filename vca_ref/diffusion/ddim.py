@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from ..backend import device_of
-from .ddpm import GaussianDiffusion, gaussian_noise
+from vca_ref.backend import device_of
+from vca_ref.diffusion.ddpm import GaussianDiffusion, gaussian_noise
 
 
 def ddim_sample_loop(diffusion: GaussianDiffusion, model, shape, y=None,

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import device_of, get_array_module, to_device, to_numpy
-from ..ops.losses import mse_backward, mse_forward
-from .schedules import get_beta_schedule, respaced_betas, space_timesteps
+from vca_ref.backend import device_of, get_array_module, to_device, to_numpy
+from vca_ref.ops.losses import mse_backward, mse_forward
+from vca_ref.diffusion.schedules import get_beta_schedule, respaced_betas, space_timesteps
 
 VARIANCES = ("small", "large")
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import device_of, to_device
-from .ddpm import gaussian_noise, output_mse_loss, split_output
+from vca_ref.backend import device_of, to_device
+from vca_ref.diffusion.ddpm import gaussian_noise, output_mse_loss, split_output
 
 FLOW_SAMPLERS = ("euler", "heun")
 

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..nn.attention import MultiHeadSelfAttention, VisualContrastAttention
-from ..nn.module import check_float_dtype
+from vca_ref.nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from vca_ref.nn.module import check_float_dtype
 
 ATTENTIONS = ("vca", "mhsa")
 VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential")

@@ -22,12 +22,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..backend import get_array_module
-from ..nn import init
-from ..nn.layers import LayerNorm, Linear, Mlp, PatchEmbed, check_dout
-from ..nn.module import Module
-from ..ops._checks import check_array
-from .common import TokenModelConfig, check_model_config, make_attention
+from vca_ref.backend import get_array_module
+from vca_ref.nn import init
+from vca_ref.nn.layers import LayerNorm, Linear, Mlp, PatchEmbed, check_dout
+from vca_ref.nn.module import Module
+from vca_ref.ops._checks import check_array
+from vca_ref.models.common import TokenModelConfig, check_model_config, make_attention
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Attention modules: MultiHeadSelfAttention and VisualContrastAttention.
 
 Both hold their parameters under the PyTorch names of SPEC.md, chain the pure op pairs of
-:mod:`vca_ref.ops.attention` / :mod:`vca_ref.ops.vca`, keep the cache of the last
+:mod:`vca_ref.ops.mhsa` / :mod:`vca_ref.ops.vca`, keep the cache of the last
 ``forward`` and fill ``self.grads`` in ``backward``.
 
 Shapes: x (B, N, C) -> y (B, N, C).
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
-from ..ops._checks import check_array
-from ..ops.attention import mhsa_backward, mhsa_forward
-from ..ops.vca import vca_backward, vca_forward
-from ..ops.vca_config import LAMBDA_NAMES, VCAConfig, _is_int
-from . import init
-from .module import Module
+from vca_ref.backend import get_array_module
+from vca_ref.ops._checks import check_array
+from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward
+from vca_ref.ops.vca import vca_backward, vca_forward
+from vca_ref.ops.vca_config import LAMBDA_NAMES, VCAConfig, _is_int
+from vca_ref.nn import init
+from vca_ref.nn.module import Module
 
 
 def _check_dout(dout, out_shape, dtype, name: str):
@@ -143,7 +143,7 @@ class VisualContrastAttention(Module):
 
     def lambdas(self) -> dict[str, float]:
         """Current lambda_1, lambda_2 values (float), for inspection."""
-        from ..ops.lambdas import lambda_forward
+        from vca_ref.ops.lambdas import lambda_forward
         out = {}
         for j in (1, 2):
             if f"stage{j}.lambda_q1" in self.params:

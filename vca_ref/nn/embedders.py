@@ -23,13 +23,13 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module
-from ..ops._checks import check_array
-from ..ops.activations import silu_backward, silu_forward
-from ..ops.embedding import embedding_backward, embedding_forward
-from . import init
-from .layers import Linear
-from .module import Module
+from vca_ref.backend import get_array_module
+from vca_ref.ops._checks import check_array
+from vca_ref.ops.activations import silu_backward, silu_forward
+from vca_ref.ops.embedding import embedding_backward, embedding_forward
+from vca_ref.nn import init
+from vca_ref.nn.layers import Linear
+from vca_ref.nn.module import Module
 
 FREQUENCY_EMBEDDING_SIZE = 256
 

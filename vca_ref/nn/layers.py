@@ -21,13 +21,13 @@ import math
 
 import numpy as np
 
-from ..ops._checks import check_array
-from ..ops.activations import GELU_APPROXIMATIONS, gelu_backward, gelu_forward
-from ..ops.layernorm import layernorm_backward, layernorm_forward
-from ..ops.linear import linear_backward, linear_forward
-from ..ops.patch_embed import patch_embed_backward, patch_embed_forward
-from . import init
-from .module import Module
+from vca_ref.ops._checks import check_array
+from vca_ref.ops.activations import GELU_APPROXIMATIONS, gelu_backward, gelu_forward
+from vca_ref.ops.layernorm import layernorm_backward, layernorm_forward
+from vca_ref.ops.linear import linear_backward, linear_forward
+from vca_ref.ops.patch_embed import patch_embed_backward, patch_embed_forward
+from vca_ref.nn import init
+from vca_ref.nn.module import Module
 
 
 def check_dout(dout, out_shape, dtype, owner: str):

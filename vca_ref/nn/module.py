@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..backend import device_of, get_array_module, to_device
+from vca_ref.backend import device_of, get_array_module, to_device
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from vca_ref.backend import get_array_module
 
 
 def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | None = None,

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .. import kernels
-from ..backend import erf, get_array_module
-from ..kernels import cuda as kcuda
+from vca_ref.fast import kernels
+from vca_ref.backend import erf, get_array_module
+from vca_ref.fast.kernels import cuda as kcuda
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -37,7 +37,7 @@ def gelu_forward(x, approximate: str = "none"):
     """GELU of x (...); ``approximate`` is ``"none"`` (exact erf) or ``"tanh"``."""
     if approximate not in GELU_APPROXIMATIONS:
         raise ValueError(f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
-    if kernels.applies(x):                      # CUDA twin of the lines below (vca_ref.kernels)
+    if kernels.applies(x):                      # CUDA twin of the lines below (vca_ref.fast.kernels)
         return kcuda.gelu_forward(x, approximate), GeluCache(x=x, approximate=approximate)
     xp = get_array_module(x)
     if approximate == "tanh":

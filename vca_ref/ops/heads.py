@@ -5,7 +5,7 @@ These are pure layout changes; their "backward" is the inverse layout change.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from vca_ref.backend import get_array_module
 
 
 def split_qkv(qkv, num_heads: int):

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from .. import kernels
-from ..backend import get_array_module
-from ..kernels import cuda as kcuda
+from vca_ref.fast import kernels
+from vca_ref.backend import get_array_module
+from vca_ref.fast.kernels import cuda as kcuda
 
 
 def lambda_init_for_layer(layer_index: int) -> float:

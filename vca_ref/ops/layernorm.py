@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import get_array_module
+from vca_ref.backend import get_array_module
 
 
 class LayerNormCache(NamedTuple):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_array_module
+from vca_ref.backend import get_array_module
 
 
 class CrossEntropyCache(NamedTuple):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import kernels
-from ..kernels import cuda as kcuda
+from vca_ref.fast import kernels
+from vca_ref.fast.kernels import cuda as kcuda
 
 
 class ModulateCache(NamedTuple):

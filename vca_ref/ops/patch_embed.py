@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .linear import linear_backward, linear_forward
+from vca_ref.ops.linear import linear_backward, linear_forward
 
 
 class PatchEmbedCache(NamedTuple):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_array_module
+from vca_ref.backend import get_array_module
 
 
 def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:

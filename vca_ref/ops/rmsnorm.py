@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import kernels
-from ..backend import get_array_module
-from ..kernels import cuda as kcuda
+from vca_ref.fast import kernels
+from vca_ref.backend import get_array_module
+from vca_ref.fast.kernels import cuda as kcuda
 
 
 class RMSNormCache(NamedTuple):

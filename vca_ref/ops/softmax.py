@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels
-from ..backend import get_array_module
-from ..kernels import cuda as kcuda
+from vca_ref.fast import kernels
+from vca_ref.backend import get_array_module
+from vca_ref.fast.kernels import cuda as kcuda
 
 
 class SoftmaxCache(NamedTuple):

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import get_array_module
-from .dwconv import dwconv3x3_backward, dwconv3x3_forward
-from .heads import merge_heads, merge_qkv, split_heads, split_qkv
-from .lambdas import (diff_combine_backward, diff_combine_forward, lambda_backward,
+from vca_ref.backend import get_array_module
+from vca_ref.ops.dwconv import dwconv3x3_backward, dwconv3x3_forward
+from vca_ref.ops.heads import merge_heads, merge_qkv, split_heads, split_qkv
+from vca_ref.ops.lambdas import (diff_combine_backward, diff_combine_forward, lambda_backward,
                       lambda_forward)
-from .linear import linear_backward, linear_forward
-from .pooling import adaptive_avg_pool_backward, adaptive_avg_pool_forward
-from .rmsnorm import rmsnorm_backward, rmsnorm_forward
-from .softmax import softmax_backward, softmax_forward
-from .vca_config import LAMBDA_NAMES, VCAConfig
+from vca_ref.ops.linear import linear_backward, linear_forward
+from vca_ref.ops.pooling import adaptive_avg_pool_backward, adaptive_avg_pool_forward
+from vca_ref.ops.rmsnorm import rmsnorm_backward, rmsnorm_forward
+from vca_ref.ops.softmax import softmax_backward, softmax_forward
+from vca_ref.ops.vca_config import LAMBDA_NAMES, VCAConfig
 
 
 class VCACache(NamedTuple):

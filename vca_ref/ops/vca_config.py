@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lambdas import lambda_init_for_layer
+from vca_ref.ops.lambdas import lambda_init_for_layer
 
 STAGE2_SOFTMAX = ("joint", "separate")
 DIFFERENTIAL = ("both", "stage1", "stage2", "none")

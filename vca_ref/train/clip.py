@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module
+from vca_ref.backend import get_array_module
 
 
 def _grad_tables(grads):

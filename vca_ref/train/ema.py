@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..backend import device_of, get_array_module, to_device
+from vca_ref.backend import device_of, get_array_module, to_device
 
 
 class EMA:

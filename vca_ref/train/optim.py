@@ -34,8 +34,8 @@ from typing import Callable
 
 import numpy as np
 
-from .. import kernels
-from ..backend import device_of, get_array_module, to_device, to_numpy
+from vca_ref.fast import kernels
+from vca_ref.backend import device_of, get_array_module, to_device, to_numpy
 
 
 def default_no_decay(name: str, p) -> bool:
@@ -185,7 +185,7 @@ class AdamW(Optimizer):
         # (tests/test_kernels_gpu.py on a GPU; tests/test_kernels_cpu.py runs the same .cuh
         # math through this hook on the CPU).
         if kernels.applies(p, g, m, v):
-            from ..kernels import cuda as kcuda          # lazy: nothing is built on a CPU
+            from vca_ref.fast.kernels import cuda as kcuda          # lazy: nothing is built on a CPU
             kcuda.adamw_update(p, g, m, v, self.lr, b1, b2, self.eps, wd, t)
             return
         # =====================================================================================

@@ -28,8 +28,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from .compare import plot_curves, save_results
-from .evaluation import evaluate_dit_run, load_classifier
+from vca_ref.experiments.compare import plot_curves, save_results
+from vca_ref.experiments.evaluation import evaluate_dit_run, load_classifier
 
 ATTENTIONS = ("vca", "mhsa")
 METRIC = ("frechet_distance", "Fréchet distance on TinyViT features (not ImageNet FID) ↓")
@@ -45,7 +45,7 @@ CLASSIFIER_SETTINGS = {
 def train_judge(dataset: str, seed: int, out_dir: str, attention: str = "mhsa",
                 device: str = "cpu", progress: bool = True, **overrides) -> dict:
     """Train the TinyViT classifier that judges the samples; returns train_vit's summary."""
-    from .train.classify import ViTTrainConfig, train_vit
+    from vca_ref.experiments.classify import ViTTrainConfig, train_vit
     names = {f.name for f in dataclasses.fields(ViTTrainConfig)}
     kw = {k: v for k, v in {**CLASSIFIER_SETTINGS[dataset], **overrides}.items() if k in names}
     cfg = ViTTrainConfig(dataset=dataset, attention=attention, seed=seed, device=device,
@@ -61,24 +61,24 @@ def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
     """Train one DiT per attention from ``cfg`` (same seed and budget), judge both, plot, return rows.
 
     Args:
-        cfg: the base :class:`~vca_ref.train.generate.DiTTrainConfig` (None: the defaults);
+        cfg: the base :class:`~vca_ref.experiments.generate.DiTTrainConfig` (None: the defaults);
             its ``attention`` and ``out_dir`` are replaced per run.
         out_dir: the comparison folder (sub-runs, ``table.md``, ``results.json``, plots).
         num_per_class: generated digits per class for the accuracy and the Fréchet distance.
-        sampler, num_steps, cfg_scale: see :func:`vca_ref.sampling.sample_images`.
+        sampler, num_steps, cfg_scale: see :func:`vca_ref.experiments.sampling.sample_images`.
         classifier_run: an existing ``train_vit`` run folder on the same dataset to judge with;
             None trains one into ``out_dir/classifier`` (``CLASSIFIER_SETTINGS``).
         classifier_attention: attention of that classifier ("mhsa" | "vca").
-        classifier_overrides: :class:`~vca_ref.train.classify.ViTTrainConfig` fields that
+        classifier_overrides: :class:`~vca_ref.experiments.classify.ViTTrainConfig` fields that
             replace ``CLASSIFIER_SETTINGS[dataset]`` (e.g. ``{"epochs": 1}`` for a smoke test).
         attentions: the DiTs to train, in table order.
     Returns:
         one dict per attention (fields in the module docstring); ``results.json`` also holds
         ``{"classifier": {"run_dir", "test_acc"}, "plots": {...}, "config": cfg}``.
     """
-    from .data import load_dataset
-    from .train.classify import evaluate_accuracy
-    from .train.generate import DiTTrainConfig, train_dit
+    from vca_ref.experiments.data import load_dataset
+    from vca_ref.experiments.classify import evaluate_accuracy
+    from vca_ref.experiments.generate import DiTTrainConfig, train_dit
     cfg = DiTTrainConfig() if cfg is None else cfg
     os.makedirs(out_dir, exist_ok=True)
     # 1. the shared judge
@@ -125,7 +125,7 @@ def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
 
 def plot_grids_side_by_side(grids: dict, path: str) -> str:
     """Place saved sample-grid PNGs ``{attention: path}`` next to each other, titled."""
-    from .plotting import new_figure, read_png, save_figure
+    from vca_ref.experiments.plotting import new_figure, read_png, save_figure
     fig, axes = new_figure(4.5 * len(grids), 4.8, 1, len(grids))
     for ax, (att, p) in zip(axes[0], grids.items()):
         ax.imshow(read_png(p))

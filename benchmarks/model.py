@@ -20,13 +20,13 @@ import time
 
 import numpy as np
 
-from ..models.dit import create_dit
-from ..models.vit import create_vit
-from ..ops.losses import (cross_entropy_backward, cross_entropy_forward, mse_backward,
+from vca_ref.models.dit import create_dit
+from vca_ref.models.vit import create_vit
+from vca_ref.ops.losses import (cross_entropy_backward, cross_entropy_forward, mse_backward,
                           mse_forward)
-from ..train.optim import AdamW
-from . import common
-from .common import save_results_json, torch
+from vca_ref.train.optim import AdamW
+from benchmarks import common
+from benchmarks.common import save_results_json, torch
 
 LR, WD = 1e-3, 0.05
 # (name, kind, model size, overrides, batch, rounds)
@@ -101,7 +101,7 @@ def bench_case(name, kind, size, overrides, batch_size, rounds, with_torch=True,
            "tokens": model.config.num_tokens, "macs_fwd_per_image": int(model.macs())}
     fns = {}
     if with_torch and torch is not None:
-        from .torch_models import torch_twin
+        from vca_ref.pytorch.twins import torch_twin
         tmodel = torch_twin(model)
         args = (batch["x"],) if kind == "vit" else (batch["x"], batch["t"], batch["y"])
         ref = model.forward(*args)
@@ -167,7 +167,7 @@ def run_model_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="vca-ref bench model", description=__doc__.split("\n")[0])
+    p = parser or argparse.ArgumentParser(prog="python -m benchmarks.model", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="benchmarks/results", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="two tiny models: a fast smoke run")
     p.add_argument("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: BLAS's)")
@@ -178,7 +178,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def main(argv=None) -> int:
-    """``vca-ref bench model [--quick] [--out DIR] ...``; returns an exit code."""
+    """``python -m benchmarks.model [--quick] [--out DIR] ...``; returns an exit code."""
     args = build_parser().parse_args(argv)
     cases = None
     if args.only:
@@ -187,3 +187,8 @@ def main(argv=None) -> int:
     run_model_bench(args.out, quick=args.quick, threads=args.threads, cases=cases, rounds=args.rounds,
                     with_torch=not args.no_torch)
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv[1:]))

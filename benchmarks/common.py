@@ -213,7 +213,7 @@ def save_results_json(res: dict, out: str, name: str) -> str:
     import json
     import os
 
-    from ..safetensors_format import atomic_write
+    from vca_ref.io.safetensors_format import atomic_write
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, name)
     data = json.dumps(res, indent=1).encode()

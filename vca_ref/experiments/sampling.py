@@ -1,6 +1,6 @@
 """Sample digits from a trained TinyDiT (classifier-free guidance) and save them as a PNG grid.
 
-Samplers, by training objective (:class:`~vca_ref.train.generate.DiTTrainConfig.objective`):
+Samplers, by training objective (:class:`~vca_ref.experiments.generate.DiTTrainConfig.objective`):
 
     ddpm objective:  "ddim" (deterministic, η = 0) or "ddpm" (ancestral), on ``num_steps``
                      evenly respaced steps of the T-step chain; x̂_0 is clipped to [-1, 1]
@@ -22,9 +22,9 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .backend import to_device, to_numpy
-from .checkpoint import load_into
-from .diffusion import ddim_sample_loop, flow_sample, guided_model
+from vca_ref.backend import to_device, to_numpy
+from vca_ref.io.checkpoint import load_into
+from vca_ref.diffusion import ddim_sample_loop, flow_sample, guided_model
 
 SAMPLERS = {"ddpm": ("ddim", "ddpm"), "flow": ("euler", "heun")}
 DEFAULT_SAMPLER = {"ddpm": "ddim", "flow": "heun"}
@@ -40,7 +40,7 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
     Args:
         model: a :class:`~vca_ref.models.dit.TinyDiT` holding the weights to sample with
             (a run's ``model.safetensors`` already holds the EMA weights).
-        cfg: the run's :class:`~vca_ref.train.generate.DiTTrainConfig` (objective, schedule, device).
+        cfg: the run's :class:`~vca_ref.experiments.generate.DiTTrainConfig` (objective, schedule, device).
         labels: (M,) class indices in [0, K).
         rng: the generator of all sampling noise (same seed -> same images).
         sampler: "ddim" | "ddpm" (ddpm objective) or "euler" | "heun" (flow objective);
@@ -52,7 +52,7 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
     Returns:
         images (M, Cin, H, W) float32 in [-1, 1].
     """
-    from .train.generate import build_diffusion   # late import: train -> sampling is the usual way
+    from vca_ref.experiments.generate import build_diffusion   # late import: train -> sampling is the usual way
     objective = cfg.objective
     sampler = DEFAULT_SAMPLER[objective] if sampler is None else sampler
     if sampler not in SAMPLERS[objective]:
@@ -98,8 +98,8 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
 # --------------------------------------------------------------------------- run folders
 def load_dit_run(run_dir: str, device: str | None = None):
     """``(model, cfg)`` of a finished run: ``config.json`` + ``model.safetensors`` (EMA weights)."""
-    from .train.generate import DiTTrainConfig, build_dit
-    from .train.runner import FINAL_MODEL, config_from_dict
+    from vca_ref.experiments.generate import DiTTrainConfig, build_dit
+    from vca_ref.experiments.runner import FINAL_MODEL, config_from_dict
     cfg_path, model_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, FINAL_MODEL)
     for p in (cfg_path, model_path):
         if not os.path.exists(p):
@@ -185,7 +185,7 @@ def save_grid(images, path: str, nrow: int, row_labels=None, title: str | None =
 
     ``row_labels`` (nrow strings) label the rows; ``value_range`` maps to black … white.
     """
-    from .plotting import new_figure, save_figure
+    from vca_ref.experiments.plotting import new_figure, save_figure
     grid = image_grid(images, nrow, value_range=value_range)
     h, w = grid.shape
     fig, axes = new_figure(max(3.0, 0.04 * w + 1.0), max(3.0, 0.04 * h + 0.8))

@@ -1,6 +1,6 @@
 """Checkpoints as safetensors: model weights, and the full training state for ``--resume``.
 
-Two kinds of file, both plain safetensors (see :mod:`vca_ref.safetensors_format`; no pickle):
+Two kinds of file, both plain safetensors (see :mod:`vca_ref.io.safetensors_format`; no pickle):
 
 1. **Model file** (``save_module`` / ``load_into``): the module's ``state_dict()`` under its
    PyTorch names and layouts, nothing else, so ``safetensors.torch.load_file(path)`` gives a dict
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .safetensors_format import load_file, load_file_with_metadata, read_metadata, save_file
+from vca_ref.io.safetensors_format import load_file, load_file_with_metadata, read_metadata, save_file
 
 TRAINING_STATE_FORMAT = "vca_ref.training_state"
 TRAINING_STATE_VERSION = "1"
@@ -165,7 +165,7 @@ def load_training_state(path: str, model, optimizer=None, ema=None, rng=None) ->
     if meta.get("format") != TRAINING_STATE_FORMAT:
         raise ValueError(f"{path}: not a training-state checkpoint (metadata format is "
                          f"{meta.get('format')!r}, expected {TRAINING_STATE_FORMAT!r}); "
-                         "a model-only file loads with vca_ref.checkpoint.load_into")
+                         "a model-only file loads with vca_ref.io.checkpoint.load_into")
     if meta.get("format_version") != TRAINING_STATE_VERSION:
         raise ValueError(f"{path}: training-state format_version {meta.get('format_version')!r}, "
                          f"expected {TRAINING_STATE_VERSION!r}")

@@ -1,7 +1,7 @@
 """PyTorch twins of the attention layers, for timing only (CPU eager autograd).
 
 They compute the same math as :func:`vca_ref.ops.vca.vca_forward` and
-:func:`vca_ref.ops.attention.mhsa_forward` from the same parameter dict (PyTorch names),
+:func:`vca_ref.ops.mhsa.mhsa_forward` from the same parameter dict (PyTorch names),
 written the way a PyTorch user would: ``F.linear``, ``F.adaptive_avg_pool2d``, ``F.conv2d``,
 ``torch.softmax``, ``F.rms_norm`` and explicit ``q k^T`` attention (no fused SDPA, so both
 sides do the same operations; MHSA keeps its (B, h, N, N) matrices like the NumPy code).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..ops.vca_config import VCAConfig
+from vca_ref.ops.vca_config import VCAConfig
 
 
 def _params(params: dict, dtype=torch.float32) -> torch.nn.ParameterDict:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.dit import TinyDiT
-from ..models.vit import TinyViT
-from .torch_ref import TorchMHSA, TorchVCA
+from vca_ref.models.dit import TinyDiT
+from vca_ref.models.vit import TinyViT
+from vca_ref.pytorch.attention import TorchMHSA, TorchVCA
 
 
 def _attention(np_attn):

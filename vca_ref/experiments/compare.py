@@ -3,7 +3,7 @@
 ``compare_vit`` trains the two TinyViT variants with one configuration (only ``attention``
 differs), then writes ``table.md``, ``results.json`` and ``curves.png`` (training loss and test
 accuracy per epoch) into the output folder.  The DiT counterpart lives in
-:func:`vca_ref.compare_dit.compare_dit`; both return rows for :func:`format_table`.
+:func:`vca_ref.experiments.compare_dit.compare_dit`; both return rows for :func:`format_table`.
 """
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import dataclasses
 import json
 import os
 
-from .plotting import new_figure, save_figure
-from .train.runner import write_json
+from vca_ref.experiments.plotting import new_figure, save_figure
+from vca_ref.experiments.runner import write_json
 
 ATTENTIONS = ("vca", "mhsa")
 
 
 def compare_vit(cfg, out_dir: str = os.path.join("runs", "compare")) -> list[dict]:
     """Train TinyViT with VCA and with MHSA (same seed, data, schedule); return one row each."""
-    from .train.classify import train_vit
+    from vca_ref.experiments.classify import train_vit
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for att in ATTENTIONS:
@@ -49,7 +49,7 @@ def format_table(rows: list[dict], metric: tuple[str, str]) -> str:
 
 def save_results(rows: list[dict], out_dir: str, metric: tuple[str, str], extra: dict) -> None:
     """``table.md`` and ``results.json`` (atomic writes)."""
-    from .safetensors_format import atomic_write
+    from vca_ref.io.safetensors_format import atomic_write
     table = format_table(rows, metric) + "\n"
     atomic_write(os.path.join(out_dir, "table.md"), lambda f: f.write(table.encode()))
     write_json(os.path.join(out_dir, "results.json"),

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import to_device, to_numpy
+from vca_ref.backend import to_device, to_numpy
 
 
 # --------------------------------------------------------------------------- the judge
@@ -54,10 +54,10 @@ def to_classifier_space(x_sym, mean: float, std: float) -> np.ndarray:
 
 def load_classifier(run_dir: str, device: str | None = None) -> DigitClassifier:
     """The classifier of a finished ``train_vit`` run, with its dataset's normalisation stats."""
-    from .checkpoint import load_into
-    from .data import load_dataset
-    from .train.classify import ViTTrainConfig, build_vit
-    from .train.runner import FINAL_MODEL, config_from_dict
+    from vca_ref.io.checkpoint import load_into
+    from vca_ref.experiments.data import load_dataset
+    from vca_ref.experiments.classify import ViTTrainConfig, build_vit
+    from vca_ref.experiments.runner import FINAL_MODEL, config_from_dict
     cfg_path, model_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, FINAL_MODEL)
     for p in (cfg_path, model_path):
         if not os.path.exists(p):
@@ -156,7 +156,7 @@ def _as_classifier(classifier, dataset_cfg, device: str) -> DigitClassifier:
     if isinstance(classifier, (str, os.PathLike)):
         return load_classifier(os.fspath(classifier), device)
     if hasattr(classifier, "features"):         # a bare TinyViT: stats of the DiT's own split
-        from .data import load_dataset
+        from vca_ref.experiments.data import load_dataset
         d = load_dataset(dataset_cfg.dataset, test_fraction=dataset_cfg.test_fraction,
                          seed=dataset_cfg.seed)                                 # "standard"
         return DigitClassifier(classifier, d.mean, d.std, device)
@@ -182,7 +182,7 @@ def evaluate_dit_run(run_dir: str, classifier, num_per_class: int = 50, seed: in
             or a TinyViT (normalisation stats then taken from the DiT's dataset split).
         num_per_class: generated images per class for the accuracy and the Fréchet distance.
         seed: sampling seed (and of the real subset of the baseline).
-        sampler, num_steps, cfg_scale: see :func:`vca_ref.sampling.sample_images`.
+        sampler, num_steps, cfg_scale: see :func:`vca_ref.experiments.sampling.sample_images`.
         grid_path: PNG of the first ``grid_per_class`` samples of each class
             (default ``run_dir/samples_<sampler>.png``; "" writes none).
     Returns:
@@ -191,10 +191,10 @@ def evaluate_dit_run(run_dir: str, classifier, num_per_class: int = 50, seed: in
         "num_steps", "cfg_scale", "metric": "Fréchet distance on TinyViT classifier features
         (not ImageNet FID)"}``.  Also written to ``run_dir/evaluation.json``.
     """
-    from .data import load_dataset
-    from .sampling import (DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, class_labels,
+    from vca_ref.experiments.data import load_dataset
+    from vca_ref.experiments.sampling import (DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, class_labels,
                            load_dit_run, sample_images, save_grid)
-    from .train.runner import write_json
+    from vca_ref.experiments.runner import write_json
     model, cfg = load_dit_run(run_dir, device)
     judge = _as_classifier(classifier, cfg, cfg.device)
     K = model.config.num_classes

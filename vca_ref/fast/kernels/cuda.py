@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import cupy_module
-from . import cuh_text
+from vca_ref.backend import cupy_module
+from vca_ref.fast.kernels import cuh_text
 
 DTYPES = {np.dtype(np.float32): ("float32", "float", "f32"),
           np.dtype(np.float64): ("float64", "double", "f64")}
@@ -119,7 +119,7 @@ KERNEL_NAMES = tuple(ELEMENTWISE) + tuple(ROWWISE)
 def _cp():
     cp = cupy_module()
     if cp is None:
-        raise RuntimeError("vca_ref.kernels.cuda needs CuPy: pip install 'vca_ref[gpu]'")
+        raise RuntimeError("vca_ref.fast.kernels.cuda needs CuPy: pip install 'vca_ref[gpu]'")
     return cp
 
 

@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
-from ..nn.attention import MultiHeadSelfAttention, VisualContrastAttention
-from . import common
-from .common import fmt_bytes, save_results_json, torch, torch_step
+from vca_ref.nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from benchmarks import common
+from benchmarks.common import fmt_bytes, save_results_json, torch, torch_step
 
 C, HEADS, POOL = 192, 3, (8, 8)
 # (grid side, batch, rounds): batch sized so one step takes a measurable time (>~10 ms)
@@ -77,7 +77,7 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
     fns = {"vca_numpy": _numpy_step(vca, x, dy)}
     tv = tm = None
     if with_torch and torch is not None:
-        from .torch_ref import TorchMHSA, TorchVCA
+        from vca_ref.pytorch.attention import TorchMHSA, TorchVCA
         xt = torch.from_numpy(x).requires_grad_(True)
         dyt = torch.from_numpy(dy)
         tv = TorchVCA(vca.config, vca.params)
@@ -255,7 +255,7 @@ def run_layer_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
 def plot_layer_bench(res: dict, path: str) -> str | None:
     """Three panels: time per sample, peak memory, fraction of the matmul ceiling (log N axis)."""
     try:
-        from ..plotting import new_figure, save_figure     # a bare Figure: no pyplot state
+        from vca_ref.experiments.plotting import new_figure, save_figure     # a bare Figure: no pyplot state
         fig, axes = new_figure(15, 4.2, 1, 3)
     except ImportError:  # matplotlib is an optional (train) extra
         return None
@@ -290,7 +290,7 @@ def plot_layer_bench(res: dict, path: str) -> str | None:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of the layer benchmark (added to ``parser`` when given)."""
-    p = parser or argparse.ArgumentParser(prog="vca-ref bench layer", description=__doc__.split("\n")[0])
+    p = parser or argparse.ArgumentParser(prog="python -m benchmarks.layer", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="benchmarks/results", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="two tiny points: a fast smoke run")
     p.add_argument("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: BLAS's)")
@@ -304,7 +304,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def main(argv=None) -> int:
-    """``vca-ref bench layer [--quick] [--out DIR] ...``; returns an exit code."""
+    """``python -m benchmarks.layer [--quick] [--out DIR] ...``; returns an exit code."""
     args = build_parser().parse_args(argv)
     points = None
     if args.grids:
@@ -313,3 +313,8 @@ def main(argv=None) -> int:
     run_layer_bench(args.out, quick=args.quick, threads=args.threads, points=points, rounds=args.rounds,
                     mhsa_max_gib=args.mhsa_max_gib, with_torch=not args.no_torch, plot=not args.no_plot)
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv[1:]))

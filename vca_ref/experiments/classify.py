@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import check_device, to_device, to_numpy
-from ..data import iterate_batches, load_dataset, num_batches, random_shift
-from ..models.vit import VIT_CONFIGS, create_vit
-from ..ops.losses import cross_entropy_backward, cross_entropy_forward
-from .clip import clip_grad_norm
-from .optim import SGD, AdamW
-from .runner import Run, Timer, check_choice, check_finite, check_positive, progress
-from .schedule import cosine_warmup_lr
+from vca_ref.backend import check_device, to_device, to_numpy
+from vca_ref.experiments.data import iterate_batches, load_dataset, num_batches, random_shift
+from vca_ref.models.vit import VIT_CONFIGS, create_vit
+from vca_ref.ops.losses import cross_entropy_backward, cross_entropy_forward
+from vca_ref.train.clip import clip_grad_norm
+from vca_ref.train.optim import SGD, AdamW
+from vca_ref.experiments.runner import Run, Timer, check_choice, check_finite, check_positive, progress
+from vca_ref.train.schedule import cosine_warmup_lr
 
 OPTIMIZERS = ("adamw", "sgd")
 

@@ -22,8 +22,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 
-from ..checkpoint import load_training_state, save_module, save_training_state
-from ..safetensors_format import atomic_write
+from vca_ref.io.checkpoint import load_training_state, save_module, save_training_state
+from vca_ref.io.safetensors_format import atomic_write
 
 CHECKPOINT = "checkpoint.safetensors"
 FINAL_MODEL = "model.safetensors"

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import cupy_module
-from . import cuda
+from vca_ref.backend import cupy_module
+from vca_ref.fast.kernels import cuda
 
 # CuPy's _ArgKind enum (cupy/_core/_kernel.pxd): ARG_KIND_NDARRAY = 1, INDEXER = 2, SCALAR = 3.
 _ARG_NDARRAY, _ARG_INDEXER, _ARG_SCALAR = 1, 2, 3

@@ -16,7 +16,7 @@ reproduces the uninterrupted run bit for bit.  The per-epoch ``val_loss`` is the
 EMA weights on the held-out split with a FIXED draw of (t, ε) (a fresh generator seeded from
 ``seed`` each time), so the curve is not noisy and evaluating it does not touch ``rngs``.
 
-The run folder is :class:`~vca_ref.train.runner.Run`'s; ``model.safetensors`` holds the EMA
+The run folder is :class:`~vca_ref.experiments.runner.Run`'s; ``model.safetensors`` holds the EMA
 weights (the ones to sample with, as in DiT), ``checkpoint.safetensors`` the raw weights, the
 optimiser, the EMA and the generators.
 """
@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import check_device, to_device
-from ..data import iterate_batches, load_dataset, num_batches
-from ..diffusion import GaussianDiffusion, flow_training_inputs, output_mse_loss
-from ..diffusion.schedules import BETA_SCHEDULES
-from ..models.dit import DIT_CONFIGS, create_dit
-from .clip import clip_grad_norm
-from .ema import EMA
-from .optim import AdamW
-from .runner import Run, Timer, check_choice, check_finite, check_positive, progress
-from .schedule import cosine_warmup_lr
+from vca_ref.backend import check_device, to_device
+from vca_ref.experiments.data import iterate_batches, load_dataset, num_batches
+from vca_ref.diffusion import GaussianDiffusion, flow_training_inputs, output_mse_loss
+from vca_ref.diffusion.schedules import BETA_SCHEDULES
+from vca_ref.models.dit import DIT_CONFIGS, create_dit
+from vca_ref.train.clip import clip_grad_norm
+from vca_ref.train.ema import EMA
+from vca_ref.train.optim import AdamW
+from vca_ref.experiments.runner import Run, Timer, check_choice, check_finite, check_positive, progress
+from vca_ref.train.schedule import cosine_warmup_lr
 
 OBJECTIVES = ("ddpm", "flow")
 DEFAULT_DIT_MODEL = {"digits": "tiny-digits", "mnist": "tiny-mnist"}

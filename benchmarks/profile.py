@@ -1,7 +1,7 @@
 """Where the NumPy time goes: exclusive per-line CPU timings of one training step, split into
 BLAS matrix products and single-threaded NumPy work.
 
-    vca-ref bench profile [--top 25]        (or python -m vca_ref.benchmarks.line_profile)
+    python -m benchmarks.profile [--top 25]
 
 Runs with ONE BLAS thread and charges the thread's CPU time between two trace events to the
 line that was executing (callee time is not charged to the caller), so the figures do not
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from . import common
+from benchmarks import common
 
 
 class LineTimer:
@@ -88,13 +88,13 @@ class LineTimer:
 
 def _package_functions():
     """Every function and method defined in the modules a training step runs through."""
-    from .. import backend
-    from ..models import dit, vit
-    from ..nn import attention, layers
-    from ..ops import (activations, dwconv, heads, lambdas, layernorm, linear, losses, modulate,
+    from vca_ref import backend
+    from vca_ref.models import dit, vit
+    from vca_ref.nn import attention, layers
+    from vca_ref.ops import (activations, dwconv, heads, lambdas, layernorm, linear, losses, modulate,
                        patch_embed, pooling, rmsnorm, softmax, vca)
-    from ..ops import attention as mhsa
-    from ..train import optim
+    from vca_ref.ops import mhsa
+    from vca_ref.train import optim
     funcs = [backend.erf]
     for mod in (activations, dwconv, heads, lambdas, layernorm, linear, losses, modulate, patch_embed,
                 pooling, rmsnorm, softmax, vca, mhsa, attention, layers, vit, dit, optim):
@@ -108,9 +108,9 @@ def _package_functions():
 
 def run_profile(top: int = 0, reps: int = 5, verbose: bool = True) -> dict:
     """Profile the VCA layer (N = 196 batch 8, N = 4096) and the tiny-mnist ViT training step."""
-    from ..models.vit import create_vit
-    from ..nn.attention import VisualContrastAttention
-    from .model import _batch, _numpy_step
+    from vca_ref.models.vit import create_vit
+    from vca_ref.nn.attention import VisualContrastAttention
+    from benchmarks.model import _batch, _numpy_step
     limiter = common.set_threads(1)   # noqa: F841  (keeps the BLAS limit alive)
     steps = {}
     for grid, batch in ((14, 8), (64, 1)):
@@ -137,8 +137,8 @@ def run_profile(top: int = 0, reps: int = 5, verbose: bool = True) -> dict:
 
 
 def main(argv=None) -> int:
-    """``vca-ref bench profile [--top N]``."""
-    p = argparse.ArgumentParser(prog="vca-ref bench profile", description=__doc__.split("\n")[0])
+    """``python -m benchmarks.profile [--top N]``."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
     p.add_argument("--top", type=int, default=0, help="also list the N most expensive lines")
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args(argv)

@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .backend import to_numpy
+from vca_ref.backend import to_numpy
 
 MAX_HEADER_BYTES = 100_000_000
 METADATA_KEY = "__metadata__"

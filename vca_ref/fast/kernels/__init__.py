@@ -29,7 +29,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..backend import is_cuda_array
+from vca_ref.backend import is_cuda_array
 
 ENV_VAR = "VCA_REF_KERNELS"
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .heads import merge_heads, merge_qkv, split_heads, split_qkv
-from .linear import linear_backward, linear_forward
-from .softmax import softmax_backward, softmax_forward
+from vca_ref.ops.heads import merge_heads, merge_qkv, split_heads, split_qkv
+from vca_ref.ops.linear import linear_backward, linear_forward
+from vca_ref.ops.softmax import softmax_backward, softmax_forward
 
 
 class MHSACache(NamedTuple):

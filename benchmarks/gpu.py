@@ -45,15 +45,16 @@ import time
 
 import numpy as np
 
-from .. import backend, kernels
-from ..nn.attention import MultiHeadSelfAttention, VisualContrastAttention
-from ..nn.module import Module
-from ..ops.activations import gelu_forward
-from ..ops.attention import mhsa_backward, mhsa_forward
-from ..ops.vca import vca_backward, vca_forward
-from ..train.optim import AdamW
-from .common import fmt_bytes, save_results_json, torch, torch_step
-from .layer import C, HEADS, POOL, mhsa_macs, vca_macs
+from vca_ref import backend
+from vca_ref.fast import kernels
+from vca_ref.nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from vca_ref.nn.module import Module
+from vca_ref.ops.activations import gelu_forward
+from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward
+from vca_ref.ops.vca import vca_backward, vca_forward
+from vca_ref.train.optim import AdamW
+from benchmarks.common import fmt_bytes, save_results_json, torch, torch_step
+from benchmarks.layer import C, HEADS, POOL, mhsa_macs, vca_macs
 
 # (grid side, batch): B * N = 8,192 .. 16,384 tokens per step
 FULL_POINTS = [(16, 32), (32, 8), (64, 2), (128, 1)]
@@ -261,7 +262,7 @@ def bench_layer(kind: str, grid: int, batch: int, target: Target, *, rounds: int
                   "cupy_nokernels": (_xp_step(forward, backward, x, dy, False), target.clock)}
     out = {"macs_fwd": macs}
     if target.with_torch:
-        from .torch_ref import TorchMHSA, TorchVCA
+        from vca_ref.pytorch.attention import TorchMHSA, TorchVCA
         tmod = (TorchVCA(layer.config, host_params) if kind == "vca"
                 else TorchMHSA(HEADS, host_params)).to(target.torch_device)
         xt = torch.from_numpy(x_host).to(target.torch_device).requires_grad_(True)
@@ -405,7 +406,7 @@ CONVENTIONS = {
             "(device synchronised before, end event waited on); CPU stand-in: wall clock",
     "layer": "the op pair (forward + backward) on float32 (B, N, C) input and upstream gradient; "
              "cupy: CUDA kernels on, cupy_nokernels: plain CuPy reference lines, torch: "
-             "vca_ref.benchmarks.torch_ref twin (eager autograd, explicit attention, no SDPA)",
+             "vca_ref.pytorch.attention twin (eager autograd, explicit attention, no SDPA)",
     "macs": "forward multiply-accumulates for the whole batch: MHSA B(4NC^2+2N^2C), "
             "VCA B(4NC^2+7nNC) (SPEC.md; pooling, conv, elementwise not counted)",
     "tflops": "2 FLOP per MAC, forward+backward = 3 x forward MACs, divided by the median time",
@@ -535,7 +536,7 @@ def format_probes(probes: dict) -> str:
 # ----------------------------------------------------------------------------- command line
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of the GPU benchmark (added to ``parser`` when given)."""
-    p = parser or argparse.ArgumentParser(prog="vca-ref bench gpu",
+    p = parser or argparse.ArgumentParser(prog="python -m benchmarks.gpu",
                                           description=__doc__.split("\n")[0])
     p.add_argument("--out", default="benchmarks/results", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="two small points, small probes")
@@ -551,7 +552,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def main(argv=None) -> int:
-    """``vca-ref bench gpu [--quick] [--out DIR] ...``; returns an exit code (0 when skipped)."""
+    """``python -m benchmarks.gpu [--quick] [--out DIR] ...``; returns an exit code (0 when skipped)."""
     args = build_parser().parse_args(argv)
     points = None
     if args.grids:

@@ -1,0 +1,1 @@
+"""File I/O: safetensors checkpoints with PyTorch names and layouts (no pickle)."""
