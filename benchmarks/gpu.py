@@ -23,7 +23,7 @@ not have.
 
 Reported per point: median (and minimum) times, the ratio CuPy / PyTorch, the kernel speed-up
 (no-kernels / kernels), and the achieved FLOP/s with the convention of the CPU benchmark:
-forward multiply-accumulates MHSA 4NC^2 + 2N^2C and VCA 4NC^2 + 7nNC per sample (SPEC.md;
+forward multiply-accumulates MHSA 4NC^2 + 2N^2C and VCA 4NC^2 + 7nNC per sample (docs/spec.md;
 pooling, conv and elementwise work not counted), FLOP = 2 x MAC, forward+backward = 3 x forward.
 MHSA is skipped where its (B, h, N, N) float32 matrices (about four alive at once) would need more
 than the memory budget.  Beside the layers, *probes* measure the ceilings in the same run: a
@@ -408,7 +408,7 @@ CONVENTIONS = {
              "cupy: CUDA kernels on, cupy_nokernels: plain CuPy reference lines, torch: "
              "vca_ref.pytorch.attention twin (eager autograd, explicit attention, no SDPA)",
     "macs": "forward multiply-accumulates for the whole batch: MHSA B(4NC^2+2N^2C), "
-            "VCA B(4NC^2+7nNC) (SPEC.md; pooling, conv, elementwise not counted)",
+            "VCA B(4NC^2+7nNC) (docs/spec.md; pooling, conv, elementwise not counted)",
     "tflops": "2 FLOP per MAC, forward+backward = 3 x forward MACs, divided by the median time",
     "cupy_over_torch": "median CuPy time / median PyTorch time (below 1: CuPy faster)",
     "kernel_speedup": "median time without the CUDA kernels / with them",

@@ -6,7 +6,7 @@ default options.  For every point it reports
 
 * the median time of one forward+backward (interleaved rounds, see :mod:`.common`),
 * the peak memory of that step (NumPy: tracemalloc; PyTorch: profiler allocation events),
-* the multiply-accumulates of one forward (SPEC.md: MHSA 4NC^2 + 2N^2C, VCA 4NC^2 + 7nNC per
+* the multiply-accumulates of one forward (docs/spec.md: MHSA 4NC^2 + 2N^2C, VCA 4NC^2 + 7nNC per
   sample; pooling, conv and elementwise work are not counted) and the achieved GFLOP/s with the
   convention FLOP = 2 x MAC and forward+backward = 3 x forward,
 * the ratios NumPy / PyTorch for VCA and for MHSA, MHSA-NumPy / VCA-NumPy beside the ratio of
@@ -37,12 +37,12 @@ TARGET_NS = (196, 4096)          # the issue's targets are read at these N
 
 
 def vca_macs(N: int, C: int = C, n: int = POOL[0] * POOL[1]) -> int:
-    """Forward multiply-accumulates of one VCA layer per sample (SPEC.md): 4NC^2 + 7nNC."""
+    """Forward multiply-accumulates of one VCA layer per sample (docs/spec.md): 4NC^2 + 7nNC."""
     return 4 * N * C * C + 7 * n * N * C
 
 
 def mhsa_macs(N: int, C: int = C) -> int:
-    """Forward multiply-accumulates of one MHSA layer per sample (SPEC.md): 4NC^2 + 2N^2C."""
+    """Forward multiply-accumulates of one MHSA layer per sample (docs/spec.md): 4NC^2 + 2N^2C."""
     return 4 * N * C * C + 2 * N * N * C
 
 
@@ -210,7 +210,7 @@ def run_layer_bench(out: str | None = "benchmarks/results", *, quick: bool = Fal
                "time": "median wall-clock seconds of one forward+backward over interleaved rounds "
                        "(*_cpu_s: median process CPU seconds of the same runs)",
                "macs": "forward multiply-accumulates for the whole batch: MHSA B(4NC^2+2N^2C), "
-                       "VCA B(4NC^2+7nNC) (SPEC.md; pooling, conv, elementwise not counted)",
+                       "VCA B(4NC^2+7nNC) (docs/spec.md; pooling, conv, elementwise not counted)",
                "gflops": "2 FLOP per MAC, forward+backward = 3 x forward MACs, divided by the median time",
                "frac_of_matmul": "achieved GFLOP/s / GFLOP/s of a float32 matmul_probe_n^2 NumPy matmul "
                                  "timed in the same rounds",

@@ -57,7 +57,7 @@ def random_state(module, seed: int) -> dict:
     out = {}
     for name, p in module.state_dict().items():
         if name in ("e_pos", "e_neg"):
-            v = rng.standard_normal(p.shape)                     # N(0, 1), as the SPEC init
+            v = rng.standard_normal(p.shape)                     # N(0, 1), as the specification's init
         elif name.endswith("norm.weight"):
             v = 1.0 + 0.5 * rng.standard_normal(p.shape)         # around 1, never exactly 1
         else:
@@ -294,14 +294,14 @@ def wide(a):
 
 
 def torch_twin(module, tdtype=torch.float64):
-    """The oracle module with the same options, loaded from our state dict (SPEC names)."""
+    """The oracle module with the same options, loaded from our state dict (the specification's names)."""
     if isinstance(module, VisualContrastAttention):
         cfg = dataclasses.asdict(module.config)
         cfg["eps"] = cfg.pop("norm_eps")
         tm = torch_oracle.TorchVCA(**cfg, dtype=tdtype)
     else:
         tm = torch_oracle.TorchMHSA(module.dim, module.num_heads, dtype=tdtype)
-    # the SPEC interchange: torch loads our state dict as it is (strict: same names and shapes)
+    # the interchange contract (docs/spec.md): torch loads our state dict as it is (strict: same names and shapes)
     tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in module.state_dict().items()})
     return tm
 

@@ -224,7 +224,7 @@ def test_vca_module(backend, twin_calls, case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_vca_module_larger_layer(backend, twin_calls, dtype):
-    """C=48, h=3, a 7x6 grid pooled unevenly to 4x4, class token, block 9, SPEC-default init."""
+    """C=48, h=3, a 7x6 grid pooled unevenly to 4x4, class token, block 9, the specification's default init."""
     m, ref, x = module_case(
         lambda dt: VisualContrastAttention(48, 3, (7, 6), (4, 4), 1, 9, seed=15, dtype=dt), dtype,
         lambda m: tokens(m, batch=2, seed=16, dtype=dtype))

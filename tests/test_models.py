@@ -263,7 +263,7 @@ def test_mhsa_models_have_only_qkv_proj_attention_params():
 
 
 def test_deit_tiny_parameter_counts_match_timm_and_spec():
-    """DeiT-Tiny/16 at 224: timm's count is 5,717,416; VCA adds 21,376 per layer (SPEC.md)."""
+    """DeiT-Tiny/16 at 224: timm's count is 5,717,416; VCA adds 21,376 per layer (docs/spec.md)."""
     cfg = dict(img_size=224, patch_size=16, in_chans=3, num_classes=1000, dim=192, depth=12,
                num_heads=3, mlp_ratio=4.0, pool_size=(7, 7))
     mhsa = TinyViT(ViTConfig(**cfg, attention="mhsa"))
@@ -283,7 +283,7 @@ def test_parameter_counts_match_torch(attention):
 def test_macs():
     m = TinyViT(ViTConfig(**VIT_TINY))
     N, C, n, hid = 10, 8, 4, 16
-    attn = 4 * N * C * C + 7 * n * N * C                       # SPEC.md: VCA 4NC^2 + 7nNC
+    attn = 4 * N * C * C + 7 * n * N * C                       # docs/spec.md: VCA 4NC^2 + 7nNC
     assert m.macs() == 9 * C * 2 * 4 + 2 * (attn + 2 * N * C * hid) + C * 3
     mh = TinyViT(ViTConfig(**VIT_TINY, attention="mhsa"))
     assert mh.macs() - m.macs() == 2 * ((4 * N * C * C + 2 * N * N * C) - attn)

@@ -2,7 +2,7 @@
 
 Random: batch 1-3, heads 1-4, head dim 1-3, non-square grids up to 5x5, any pooling grid up to
 the token grid (most of them do not divide it), 0 or 1 prefix tokens, layer index 0-11 and
-every option of SPEC.md's table; random non-zero parameters.  Shapes stay tiny so that each
+every option of the specification's (docs/spec.md) table; random non-zero parameters.  Shapes stay tiny so that each
 example takes milliseconds.  ``VCA_HYPOTHESIS_EXAMPLES`` raises the example count for a soak run.
 """
 import os

@@ -171,7 +171,7 @@ def test_pool_matrix_equals_torch_adaptive_avg_pool2d(grid, pool):
 
 
 def test_adaptive_bins_follow_the_floor_ceil_rule():
-    """Bin i covers floor(i H / h') .. ceil((i + 1) H / h') - 1 (SPEC step 1)."""
+    """Bin i covers floor(i H / h') .. ceil((i + 1) H / h') - 1 (docs/spec.md, step 1)."""
     for size in range(1, 12):
         for out in range(1, size + 1):
             bins = adaptive_bins(size, out)

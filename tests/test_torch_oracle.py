@@ -123,7 +123,7 @@ def test_mhsa_module_matches_torch(num_heads, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_vca_module_matches_torch_larger_layer(dtype):
-    """C=48, h=3, 7x6 grid pooled unevenly to 4x4, class token, block 9, SPEC-default init."""
+    """C=48, h=3, 7x6 grid pooled unevenly to 4x4, class token, block 9, the specification's default init."""
     m = VisualContrastAttention(48, 3, (7, 6), (4, 4), 1, 9, seed=15, dtype=dtype)
     check_module(m, tokens(m, batch=2, seed=16, dtype=dtype), dtype)
 

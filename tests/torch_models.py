@@ -3,7 +3,7 @@
 Written as idiomatic torch modules with autograd, following timm/DeiT (``VisionTransformer``)
 and the reference DiT ``models.py`` (``DiT``), with their parameter names, so a ``vca_ref``
 state dict loads with ``load_state_dict(strict=True)``.  The attention is the oracle's
-:class:`torch_oracle.TorchVCA` (or :class:`torch_oracle.TorchMHSA`), written from SPEC.md.
+:class:`torch_oracle.TorchVCA` (or :class:`torch_oracle.TorchMHSA`), written from docs/spec.md.
 
 Deliberate differences from the upstream code, all shared with ``vca_ref``:
 - the label table always has the null row (upstream adds it only when dropout_prob > 0);

@@ -1,11 +1,11 @@
 """An independent PyTorch reference for every op and both attention modules (the oracle).
 
-Written from ``SPEC.md`` with idiomatic torch and autograd -- NOT by translating the NumPy
+Written from the specification (``docs/spec.md``) with idiomatic torch and autograd -- NOT by translating the NumPy
 code: pooling is ``F.adaptive_avg_pool2d`` on the (B, C, H, W) query map, the depthwise conv
 is ``nn.Conv2d(groups=C)`` on the (B, C, H, W) value map, RMSNorm is ``nn.RMSNorm``, plain
 softmax attention is ``F.scaled_dot_product_attention``.  Gradients come from autograd.
 
-Parameter names are the SPEC names, so ``TorchVCA(...).load_state_dict({k: torch.from_numpy(v)})``
+Parameter names are the specification's names, so ``TorchVCA(...).load_state_dict({k: torch.from_numpy(v)})``
 works directly on a ``vca_ref`` state dict.  Parameters that an option makes unused are not
 created (as in ``vca_ref``): ``e_neg`` when the embeddings are tied or no stage is
 differential, ``stage{j}.*`` when stage j is not differential, ``dwc.*`` when the conv is off.
@@ -123,7 +123,7 @@ class DiffStage(nn.Module):
 
 
 class TorchVCA(nn.Module):
-    """Visual-Contrast Attention as SPEC.md describes it, with every option of its table."""
+    """Visual-Contrast Attention as docs/spec.md describes it, with every option of its table."""
 
     def __init__(self, dim, num_heads, grid_size, pool_size, num_prefix_tokens=0, layer_index=0,
                  stage2_softmax="joint", tied_embeddings=False, pool_queries=True, use_dwconv=True,

@@ -3,7 +3,7 @@
 Legend: B batch, Cin image channels, Hi = Wi = img_size, p patch size, H = W = Hi/p patch grid,
 N = 1 + H*W tokens (one class token, P = 1), C channels, K classes.
 
-Forward (SPEC.md "Where it plugs in", names exactly those of timm/DeiT):
+Forward (docs/spec.md, "Where it plugs in", names exactly those of timm/DeiT):
     1. x  = PatchEmbed(img)                                  (B, H*W, C)
     2. x  = [cls_token ; x] + pos_embed                      (B, N, C)
     3. for each block i:  x += Attn_i(LN(x));  x += MLP_i(LN(x))    (pre-norm, GELU exact)
@@ -77,7 +77,7 @@ class TinyViT(Module):
     Parameters (timm names): ``cls_token`` (1, 1, C), ``pos_embed`` (1, N, C),
     ``patch_embed.proj.*``, ``blocks.{i}.{norm1,attn,norm2,mlp}.*``, ``norm.*``, ``head.*``.
     Init as DeiT: cls_token and pos_embed truncated-normal(0.02), linear weights
-    truncated-normal(0.02) with zero biases, LayerNorms (1, 0), the VCA extras as SPEC.md.
+    truncated-normal(0.02) with zero biases, LayerNorms (1, 0), the VCA extras as docs/spec.md.
     """
 
     def __init__(self, config: ViTConfig | None = None, *, seed=0):

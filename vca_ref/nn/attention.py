@@ -1,6 +1,6 @@
 """Attention modules: MultiHeadSelfAttention and VisualContrastAttention.
 
-Both hold their parameters under the PyTorch names of SPEC.md, chain the pure op pairs of
+Both hold their parameters under the PyTorch names of docs/spec.md, chain the pure op pairs of
 :mod:`vca_ref.ops.mhsa` / :mod:`vca_ref.ops.vca`, keep the cache of the last
 ``forward`` and fill ``self.grads`` in ``backward``.
 
@@ -76,7 +76,7 @@ class MultiHeadSelfAttention(Module):
 
 
 class VisualContrastAttention(Module):
-    """Visual-Contrast Attention (linear differential attention), SPEC.md.
+    """Visual-Contrast Attention (linear differential attention), docs/spec.md.
 
     Args:
         dim: channels C.   num_heads: h (must divide C).

@@ -3,7 +3,7 @@
 Legend: B batch, N = P + H*W tokens, C channels, h heads, d = C/h, n = h'*w' contrast
 tokens, s = d^-1/2, li = lambda_init.  All per-head arrays are (B, h, ., d).
 
-Forward (numbered as in SPEC.md):
+Forward (numbered as in docs/spec.md):
     0. q, k, v = split(x Wqkv^T + bqkv)                                 (B, h, N, d)
     1. t0 = AvgPool(q[:, :, P:])                                        (B, h, n, d)
     2. T = [t0 + E+ ; t0 + E-]                                          (B, h, 2n, d)

@@ -1,6 +1,6 @@
 """Configuration of one Visual-Contrast Attention layer: sizes and the ablation options.
 
-Every option of SPEC.md's options table is a field here:
+Every option of the specification's (docs/spec.md) options table is a field here:
 
 ==================  ==========  ============================================================
 field               default     alternative
@@ -123,7 +123,7 @@ class VCAConfig:
         return not self.tied_embeddings and self.differential != "none"
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Parameter names (PyTorch, SPEC.md) and shapes, in state-dict order."""
+        """Parameter names (PyTorch, docs/spec.md) and shapes, in state-dict order."""
         C, d, n = self.dim, self.head_dim, self.num_contrast_tokens
         shapes = {"qkv.weight": (3 * C, C), "qkv.bias": (3 * C,),
                   "proj.weight": (C, C), "proj.bias": (C,),

@@ -26,7 +26,7 @@ def _params(params: dict, dtype=torch.float32) -> torch.nn.ParameterDict:
 
 
 class TorchVCA(torch.nn.Module):
-    """VCA layer (SPEC.md steps 0-7) with PyTorch autograd; parameters copied from ``params``."""
+    """VCA layer (docs/spec.md steps 0-7) with PyTorch autograd; parameters copied from ``params``."""
 
     def __init__(self, cfg: VCAConfig, params: dict, dtype=torch.float32):
         super().__init__()
@@ -96,7 +96,7 @@ class TorchMHSA(torch.nn.Module):
 
 
 def torch_grads(module: torch.nn.Module) -> dict:
-    """Parameter gradients under the PyTorch names of SPEC.md (as NumPy arrays)."""
+    """Parameter gradients under the PyTorch names of docs/spec.md (as NumPy arrays)."""
     return {k.replace("__", "."): v.grad.detach().numpy() for k, v in module.p.items()}
 
 
