@@ -6,12 +6,17 @@ import numpy as np
 from vca_ref.backend import get_array_module
 
 
+class NonFiniteError(ValueError):
+    """An input holds NaN or inf (during training: the run has diverged upstream of this layer)."""
+
+
 def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | None = None,
                 finite: bool = True):
     """Validate an array argument and return it unchanged.
 
     Raises ``TypeError`` for non-arrays, integer/bool/complex dtypes or a dtype other than
-    ``dtype``; ``ValueError`` for a wrong rank, a wrong last dimension or NaN/inf values.
+    ``dtype``; ``ValueError`` for a wrong rank or a wrong last dimension, and ``NonFiniteError`` (a
+    ``ValueError``) for NaN/inf values.
     """
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise TypeError(f"{name} must be a NumPy/CuPy array, got {type(x).__name__}")
@@ -33,8 +38,8 @@ def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | N
         xp = get_array_module(x)
         if not bool(xp.isfinite(x).all()):
             bad = int((~xp.isfinite(x)).sum())
-            raise ValueError(f"{name} contains NaN or inf values ({bad} of {x.size} entries); "
-                             f"expected finite values")
+            raise NonFiniteError(f"{name} contains NaN or inf values ({bad} of {x.size} entries); "
+                                 f"expected finite values")
     return x
 
 
