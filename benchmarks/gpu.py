@@ -47,7 +47,8 @@ import numpy as np
 
 from vca_ref import backend
 from vca_ref.fast import kernels
-from vca_ref.nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from vca_ref.nn.mhsa import MultiHeadSelfAttention
+from vca_ref.nn.vca import VisualContrastAttention
 from vca_ref.nn.module import Module
 from vca_ref.ops.activations import gelu_forward
 from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward

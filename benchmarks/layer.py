@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from vca_ref.nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from vca_ref.nn.mhsa import MultiHeadSelfAttention
+from vca_ref.nn.vca import VisualContrastAttention
 from benchmarks import common
 from benchmarks.common import fmt_bytes, save_results_json, torch, torch_step
 

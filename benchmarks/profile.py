@@ -109,7 +109,7 @@ def _package_functions():
 def run_profile(top: int = 0, reps: int = 5, verbose: bool = True) -> dict:
     """Profile the VCA layer (N = 196 batch 8, N = 4096) and the tiny-mnist ViT training step."""
     from vca_ref.models.vit import create_vit
-    from vca_ref.nn.attention import VisualContrastAttention
+    from vca_ref.nn.vca import VisualContrastAttention
     from benchmarks.model import _batch, _numpy_step
     limiter = common.set_threads(1)   # noqa: F841  (keeps the BLAS limit alive)
     steps = {}

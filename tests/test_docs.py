@@ -201,7 +201,7 @@ def test_site_builds_strict_with_every_section(site):
         "MathJax fonts were not vendored"
     for page, name in (("api/ops", "vca_ref.ops.vca.vca_forward"),
                        ("api/ops", "vca_ref.ops.vca.vca_backward"),
-                       ("api/nn", "vca_ref.nn.attention.VisualContrastAttention"),
+                       ("api/nn", "vca_ref.nn.vca.VisualContrastAttention"),
                        ("api/gradcheck", "vca_ref.gradcheck.gradcheck")):
         html = (site / page / "index.html").read_text(encoding="utf-8")
         assert f'id="{name}"' in html, f"API reference ({page}) lacks {name}"

@@ -37,7 +37,7 @@ from vca_ref.fast import kernels
 from vca_ref.backend import DEVICES, available_devices, describe, device_of, to_device, to_numpy
 from vca_ref.fast.kernels import cuda as kcuda
 from vca_ref.models import DiTConfig, TinyDiT, TinyViT, ViTConfig
-from vca_ref.nn.attention import VisualContrastAttention
+from vca_ref.nn.vca import VisualContrastAttention
 
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]

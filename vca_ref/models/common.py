@@ -14,7 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from vca_ref.nn.attention import MultiHeadSelfAttention, VisualContrastAttention
+from vca_ref.nn.mhsa import MultiHeadSelfAttention
+from vca_ref.nn.vca import VisualContrastAttention
 from vca_ref.nn.module import check_float_dtype
 
 ATTENTIONS = ("vca", "mhsa")

@@ -24,9 +24,9 @@ import numpy as np
 
 from vca_ref.backend import get_array_module
 from vca_ref.nn import init
-from vca_ref.nn.layers import LayerNorm, Linear, Mlp, PatchEmbed, check_dout
+from vca_ref.nn.checks import check_array, check_dout
+from vca_ref.nn.layers import LayerNorm, Linear, Mlp, PatchEmbed
 from vca_ref.nn.module import Module
-from vca_ref.ops._checks import check_array
 from vca_ref.models.common import TokenModelConfig, check_model_config, make_attention
 
 

@@ -24,10 +24,10 @@ import math
 import numpy as np
 
 from vca_ref.backend import get_array_module
-from vca_ref.ops._checks import check_array
 from vca_ref.ops.activations import silu_backward, silu_forward
 from vca_ref.ops.embedding import embedding_backward, embedding_forward
 from vca_ref.nn import init
+from vca_ref.nn.checks import check_array
 from vca_ref.nn.layers import Linear
 from vca_ref.nn.module import Module
 

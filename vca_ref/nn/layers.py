@@ -21,23 +21,13 @@ import math
 
 import numpy as np
 
-from vca_ref.ops._checks import check_array
 from vca_ref.ops.activations import GELU_APPROXIMATIONS, gelu_backward, gelu_forward
 from vca_ref.ops.layernorm import layernorm_backward, layernorm_forward
 from vca_ref.ops.linear import linear_backward, linear_forward
 from vca_ref.ops.patch_embed import patch_embed_backward, patch_embed_forward
 from vca_ref.nn import init
+from vca_ref.nn.checks import check_array, check_dout
 from vca_ref.nn.module import Module
-
-
-def check_dout(dout, out_shape, dtype, owner: str):
-    """Validate an upstream gradient against the shape of the last forward's output."""
-    if out_shape is None:
-        raise RuntimeError(f"{owner}.backward called before forward")
-    check_array(dout, "dout", dtype=dtype, finite=False)
-    if tuple(dout.shape) != tuple(out_shape):
-        raise ValueError(f"{owner}: dout must have the output's shape {tuple(out_shape)}, "
-                         f"got {tuple(dout.shape)}")
 
 
 class Linear(Module):

@@ -31,17 +31,17 @@ DIFFERENTIAL = ("both", "stage1", "stage2", "none")
 LAMBDA_NAMES = ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2")
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     """True for Python/NumPy integers, False for bools and floats (3.5 must not become 3)."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _pair(v, name: str) -> tuple[int, int]:
-    if _is_int(v):
+    if is_int(v):
         v = (v, v)
     try:
         a, b = v
-        if not (_is_int(a) and _is_int(b)):
+        if not (is_int(a) and is_int(b)):
             raise TypeError
         a, b = int(a), int(b)
     except Exception:
@@ -70,7 +70,7 @@ class VCAConfig:
     def __post_init__(self):
         object.__setattr__(self, "grid_size", _pair(self.grid_size, "grid_size"))
         object.__setattr__(self, "pool_size", _pair(self.pool_size, "pool_size"))
-        if not _is_int(self.dim) or not _is_int(self.num_heads) or self.dim < 1 or self.num_heads < 1:
+        if not is_int(self.dim) or not is_int(self.num_heads) or self.dim < 1 or self.num_heads < 1:
             raise ValueError(f"dim and num_heads must be positive ints, got {self.dim!r}, {self.num_heads!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
@@ -79,7 +79,7 @@ class VCAConfig:
             raise ValueError(f"pool_size {self.pool_size} is larger than the token grid {self.grid_size}")
         for name in ("num_prefix_tokens", "layer_index"):
             v = getattr(self, name)
-            if not _is_int(v):
+            if not is_int(v):
                 raise TypeError(f"{name} must be an int >= 0, got {v!r}")
             if v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")

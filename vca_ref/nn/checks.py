@@ -1,9 +1,14 @@
-"""Input validation shared by ops and modules: clear errors naming the problem."""
+"""Input validation at the module boundary: one clear error naming the problem and the expected value.
+
+The op pairs of :mod:`vca_ref.ops` trust their inputs; the modules of :mod:`vca_ref.nn` and the
+models validate what a caller hands them (arrays, upstream gradients, sizes) before any op runs.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from vca_ref.backend import get_array_module
+from vca_ref.ops.vca_config import is_int
 
 
 class NonFiniteError(ValueError):
@@ -43,9 +48,18 @@ def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | N
     return x
 
 
-def check_same_dtype(**arrays):
-    """Raise ``TypeError`` if the given arrays do not all share one float dtype."""
-    dts = {k: np.dtype(v.dtype) for k, v in arrays.items() if v is not None}
-    if len(set(dts.values())) > 1:
-        desc = ", ".join(f"{k}={v}" for k, v in dts.items())
-        raise TypeError(f"mixed dtypes are not supported ({desc}); use one of float32/float64")
+def check_dout(dout, out_shape, dtype, owner: str):
+    """Validate an upstream gradient against the shape of the last forward's output."""
+    if out_shape is None:
+        raise RuntimeError(f"{owner}.backward called before forward")
+    check_array(dout, "dout", dtype=dtype, finite=False)
+    if tuple(dout.shape) != tuple(out_shape):
+        raise ValueError(f"{owner}: dout must have the output's shape {tuple(out_shape)}, "
+                         f"got {tuple(dout.shape)}")
+
+
+def check_positive_int(v, name: str) -> int:
+    """Return ``int(v)`` for a positive integer, else raise ``ValueError`` naming ``name``."""
+    if not is_int(v) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)

@@ -1,78 +1,21 @@
-"""Attention modules: MultiHeadSelfAttention and VisualContrastAttention.
+"""VisualContrastAttention: the module around the VCA op pair of :mod:`vca_ref.ops.vca`.
 
-Both hold their parameters under the PyTorch names of docs/spec.md, chain the pure op pairs of
-:mod:`vca_ref.ops.mhsa` / :mod:`vca_ref.ops.vca`, keep the cache of the last
-``forward`` and fill ``self.grads`` in ``backward``.
+It holds the parameters under the PyTorch names of docs/spec.md (only those its options use),
+validates its input once (the ops trust it), keeps the cache of the last ``forward`` and fills
+``self.grads`` in ``backward``.
 
-Shapes: x (B, N, C) -> y (B, N, C).
+Shapes: x (B, P + H*W, C) -> y (B, P + H*W, C).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from vca_ref.backend import get_array_module
-from vca_ref.ops._checks import check_array
-from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward
-from vca_ref.ops.vca import vca_backward, vca_forward
-from vca_ref.ops.vca_config import LAMBDA_NAMES, VCAConfig, _is_int
 from vca_ref.nn import init
+from vca_ref.nn.checks import check_array, check_dout
 from vca_ref.nn.module import Module
-
-
-def _check_dout(dout, out_shape, dtype, name: str):
-    if out_shape is None:
-        raise RuntimeError(f"{name}.backward called before forward")
-    check_array(dout, "dout", dtype=dtype, finite=False)
-    if tuple(dout.shape) != tuple(out_shape):
-        raise ValueError(f"dout must have the output's shape {tuple(out_shape)}, got {tuple(dout.shape)}")
-
-
-class MultiHeadSelfAttention(Module):
-    """Standard softmax attention, ``y = Proj(concat_h softmax(s q k^T) v)``.
-
-    Args:
-        dim: channels C.   num_heads: h (must divide C).
-        seed: int or ``np.random.Generator`` for the initialisation.
-        dtype: float32 (default) or float64; the input must match (see Module).
-
-    Parameters: ``qkv.weight`` (3C, C), ``qkv.bias`` (3C,), ``proj.weight`` (C, C), ``proj.bias`` (C,).
-    """
-
-    def __init__(self, dim: int, num_heads: int, *, seed=0, dtype=np.float32):
-        super().__init__(dtype)
-        if not _is_int(dim) or not _is_int(num_heads) or dim < 1 or num_heads < 1:
-            raise ValueError(f"dim and num_heads must be positive ints, got {dim!r}, {num_heads!r}")
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        self.dim, self.num_heads = dim, num_heads
-        rng, dt = init.as_rng(seed), self.dtype
-        self.params = {
-            "qkv.weight": init.trunc_normal(rng, (3 * dim, dim), dtype=dt),
-            "qkv.bias": init.zeros((3 * dim,), dt),
-            "proj.weight": init.trunc_normal(rng, (dim, dim), dtype=dt),
-            "proj.bias": init.zeros((dim,), dt),
-        }
-
-    def forward(self, x):
-        """x (B, N, C) -> y (B, N, C)."""
-        check_array(x, "x", ndim=3, dtype=self.dtype, last=self.dim)
-        p = self.params
-        y, self.cache = mhsa_forward(x, p["qkv.weight"], p["qkv.bias"], p["proj.weight"],
-                                     p["proj.bias"], self.num_heads)
-        self._out_shape = y.shape
-        return y
-
-    def backward(self, dout):
-        """dout (B, N, C) -> dx (B, N, C); fills ``self.grads``."""
-        _check_dout(dout, getattr(self, "_out_shape", None), self.dtype, type(self).__name__)
-        dx, *gs = mhsa_backward(dout, self.cache)
-        self.grads = dict(zip(["qkv.weight", "qkv.bias", "proj.weight", "proj.bias"], gs))
-        return dx
-
-    def macs(self, num_tokens: int) -> int:
-        """Multiply-accumulates of one forward per sample: 4 N C^2 + 2 N^2 C."""
-        N, C = num_tokens, self.dim
-        return 4 * N * C * C + 2 * N * N * C
+from vca_ref.ops.lambdas import lambda_forward
+from vca_ref.ops.vca import vca_backward, vca_forward
+from vca_ref.ops.vca_config import LAMBDA_NAMES, VCAConfig
 
 
 class VisualContrastAttention(Module):
@@ -86,7 +29,7 @@ class VisualContrastAttention(Module):
         layer_index: 0-based block index, sets lambda_init = 0.8 - 0.6 exp(-0.3 l).
         stage2_softmax, tied_embeddings, pool_queries, use_dwconv, differential:
             the ablation options, see :class:`vca_ref.ops.vca_config.VCAConfig`.
-        seed, dtype: as for :class:`MultiHeadSelfAttention`.
+        seed, dtype: as for :class:`~vca_ref.nn.mhsa.MultiHeadSelfAttention`.
 
     Shapes: x (B, P + H*W, C) -> y (B, P + H*W, C).
     """
@@ -115,6 +58,7 @@ class VisualContrastAttention(Module):
                 self.params[name] = init.uniform(rng, shape, 1.0 / 3.0, dt)     # fan_in = 9
             elif name == "dwc.bias":
                 self.params[name] = init.uniform(rng, shape, 1.0 / 3.0, dt)
+        self._out_shape = None
 
     def forward(self, x):
         """x (B, P + H*W, C) -> y (B, P + H*W, C)."""
@@ -130,7 +74,7 @@ class VisualContrastAttention(Module):
 
     def backward(self, dout):
         """dout (B, N, C) -> dx (B, N, C); fills ``self.grads``."""
-        _check_dout(dout, getattr(self, "_out_shape", None), self.dtype, type(self).__name__)
+        check_dout(dout, self._out_shape, self.dtype, type(self).__name__)
         dx, self.grads = vca_backward(dout, self.cache)
         return dx
 
@@ -143,7 +87,6 @@ class VisualContrastAttention(Module):
 
     def lambdas(self) -> dict[str, float]:
         """Current lambda_1, lambda_2 values (float), for inspection."""
-        from vca_ref.ops.lambdas import lambda_forward
         out = {}
         for j in (1, 2):
             if f"stage{j}.lambda_q1" in self.params:
