@@ -1,4 +1,4 @@
-"""safetensors writer/reader, model files, training-state files, bad files, atomic writes."""
+"""safetensors files (through the library), model files, training-state files, bad files, atomic writes."""
 import json
 import os
 
@@ -153,23 +153,23 @@ def _with_header(header: dict, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("case, match", [
-    ("empty", "shorter than the 8-byte header length"),
-    ("truncated_data", r"describes 48 data bytes but the file holds 47 \(truncated\?\)"),
-    ("truncated_header", "runs past the end"),
-    ("trailing", "trailing bytes"),
-    ("huge_header_len", r"outside \[2, 100000000\]"),
-    ("not_json", "not valid UTF-8 JSON"),
-    ("bad_dtype", "unknown dtype 'F13'"),
-    ("bf16", "BF16, which NumPy cannot represent"),
-    ("bad_shape", "shape"),
-    ("size_mismatch", "needs 24 bytes"),
-    ("gap", "starts at byte 4, expected 0"),
-    ("overlap", "starts at byte 0, expected 12"),
-    ("bad_metadata", "__metadata__ must map strings to strings"),
-    ("duplicate_key", "duplicate key 'a'"),
-    ("extra_field", "exactly the keys"),
+    ("empty", r"header too small\) \(the file is 0 bytes"),
+    ("truncated_data", r"not fully covered\) \(the file is 199 bytes; truncated"),
+    ("truncated_header", "invalid header length"),
+    ("trailing", "not fully covered"),
+    ("huge_header_len", "header too large"),
+    ("not_json", "invalid JSON in header"),
+    ("bad_dtype", "unknown variant `F13`"),
+    ("bf16", "tensor 'a' has a dtype NumPy cannot represent"),
+    ("bad_shape", "integer `-3`, expected usize"),
+    ("size_mismatch", "invalid shape, data type, or offset"),
+    ("gap", "invalid offset for tensor `a`"),
+    ("overlap", "invalid offset for tensor `a`"),
+    ("bad_metadata", "integer `5`, expected a string"),
+    ("list_metadata", "sequence, expected a map"),
+    ("nested", "recursion limit exceeded"),
     ("zip", "ZIP archive"),
-    ("pickle", "pickle"),
+    ("pickle", "Python pickle"),
     ("npy", "NumPy .npy"),
 ])
 def test_corrupt_truncated_foreign_files(tmp_path, case, match):
@@ -177,6 +177,7 @@ def test_corrupt_truncated_foreign_files(tmp_path, case, match):
     n = int.from_bytes(raw[:8], "little")
     f4 = {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}
     data24 = bytes(24)
+    deep = b'{"a":' + b"[" * 10_000 + b"]" * 10_000 + b"}"
     bad = {
         "empty": b"",
         "truncated_data": raw[:-1],
@@ -192,22 +193,48 @@ def test_corrupt_truncated_foreign_files(tmp_path, case, match):
         "overlap": _with_header({"a": {**f4, "data_offsets": [0, 24]},
                                  "b": {**f4, "shape": [3], "data_offsets": [0, 12]}}, data24),
         "bad_metadata": _with_header({"__metadata__": {"step": 5}, "a": f4}, data24),
-        "duplicate_key": (lambda h: len(h).to_bytes(8, "little") + h + data24)(
-            b'{"a":' + json.dumps(f4).encode() + b',"a":' + json.dumps(f4).encode() + b"}"),
-        "extra_field": _with_header({"a": {**f4, "pickle": "x"}}, data24),
+        "list_metadata": _with_header({"__metadata__": ["step"], "a": f4}, data24),
+        "nested": len(deep).to_bytes(8, "little") + deep,
         "zip": b"PK\x03\x04" + os.urandom(100),
         "pickle": b"\x80\x04\x95" + os.urandom(100),
         "npy": b"\x93NUMPY\x01\x00" + os.urandom(100),
     }[case]
     with open(p, "wb") as f:
         f.write(bad)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as err:
         sf.load_file(p)
+    assert str(err.value).startswith(p + ": ")                          # names the file
     m = Tiny()
     before = snapshot(m)
     with pytest.raises(ValueError):
         ck.load_into(m, p)
     assert_state_equal(m, before)
+
+
+def test_a_valid_file_is_never_taken_for_a_foreign_one(tmp_path):
+    """A header length whose first byte is 0x80 (the pickle magic) is still a safetensors file."""
+    p = str(tmp_path / "a.safetensors")
+    for width in range(1, 200):                                       # some header is 0x80 long
+        sf.save_file({"w" * width: np.ones(2, np.float32)}, p, metadata={"k": "v"})
+        if open(p, "rb").read(1) == b"\x80":
+            break
+    assert open(p, "rb").read(1) == b"\x80"
+    assert sf.load_file(p)["w" * width].tolist() == [1.0, 1.0] and sf.read_metadata(p) == {"k": "v"}
+
+
+def test_a_huge_declared_header_is_refused_without_reading_it(tmp_path):
+    p = str(tmp_path / "liar.safetensors")
+    with open(p, "wb") as f:                                          # 168 bytes claiming 95 MB
+        f.write((95_000_000).to_bytes(8, "little") + b"{" + bytes(159))
+    with pytest.raises(ValueError, match="invalid header length.*168 bytes"):
+        sf.read_metadata(p)
+
+
+def test_a_folder_or_a_missing_path_is_named(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder, expected a safetensors file"):
+        sf.load_file(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="nope.safetensors does not exist"):
+        sf.load_file(str(tmp_path / "nope.safetensors"))
 
 
 def test_real_torch_pickle_is_refused_clearly(tmp_path):
@@ -343,3 +370,61 @@ def test_bad_optimizer_section_leaves_model_untouched(tmp_path):
     assert_state_equal(other, before)
     for k, v in ema_before.items():
         np.testing.assert_array_equal(e2.shadow[k], v)
+
+
+# --------------------------------------------------------------------------- files from before
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def _parse_by_hand(path):
+    """The format read with json + np.frombuffer alone (independent of the library)."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    dt = {"F32": "<f4", "F64": "<f8", "I64": "<i8"}
+    return {k: np.frombuffer(raw[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]],
+                             dtype=dt[e["dtype"]]).reshape(e["shape"]) for k, e in header.items()}, meta
+
+
+def test_files_written_by_the_earlier_numpy_writer_still_load():
+    from vca_ref.models import create_vit
+    fresh = lambda: create_vit("tiny-digits", seed=0, depth=1, dim=8, num_heads=2, mlp_ratio=1.0)
+    model_path = os.path.join(DATA, "legacy_vit_model.safetensors")
+    want, want_meta = _parse_by_hand(model_path)
+    m = fresh()
+    assert ck.load_into(m, model_path) == want_meta == {"config": '{"fixture": "legacy"}'}
+    assert_state_equal(m, want)
+
+    state_path = os.path.join(DATA, "legacy_vit_state.safetensors")
+    want, _ = _parse_by_hand(state_path)
+    m2 = fresh()
+    opt, ema, rng = AdamW(m2, lr=0.01), EMA(m2, decay=0.9), {"data": np.random.default_rng(0)}
+    st = ck.load_training_state(state_path, m2, opt, ema, rng=rng)
+    assert st.step == 2 and st.config == {"fixture": "legacy"}
+    assert json.loads(st.metadata["run_state"]) == {"epoch": 1}
+    assert_state_equal(m2, {k[len("model."):]: v for k, v in want.items() if k.startswith("model.")})
+    for k, v in ema.state_dict().items():
+        np.testing.assert_array_equal(v, want["ema." + k], err_msg=k)
+    for k, v in opt.state_dict().items():
+        np.testing.assert_array_equal(v, want["optim." + k], err_msg=k)
+    assert rng["data"].random() == np.random.default_rng([7, 1]).random()
+
+
+def test_non_finite_tensors_are_refused_and_nothing_is_filled(tmp_path):
+    src = Tiny(seed=1)
+    src.params["head.bias"][1] = np.nan
+    p = str(tmp_path / "m.safetensors")
+    ck.save_module(src, p)
+    dst = Tiny(seed=2)
+    before = snapshot(dst)
+    with pytest.raises(ValueError, match=r"m.safetensors entry 'head.bias' holds NaN or inf values \(1 of 3\)"):
+        ck.load_into(dst, p)
+    assert_state_equal(dst, before)
+    opt = AdamW(src, lr=0.1)
+    _grads(src, np.random.default_rng(0)); opt.step()
+    q = str(tmp_path / "s.safetensors")
+    ck.save_training_state(q, src, opt, step=1)
+    with pytest.raises(ValueError, match="'model.head.bias' holds NaN or inf"):
+        ck.load_training_state(q, dst, AdamW(dst, lr=0.1))
+    assert_state_equal(dst, before)

@@ -1,6 +1,7 @@
 """Checkpoints as safetensors: model weights, and the full training state for ``--resume``.
 
-Two kinds of file, both plain safetensors (see :mod:`vca_ref.io.safetensors_format`; no pickle):
+Two kinds of file, both plain safetensors written and read by the ``safetensors`` library (see
+:mod:`vca_ref.io.safetensors_format`; no pickle):
 
 1. **Model file** (``save_module`` / ``load_into``): the module's ``state_dict()`` under its
    PyTorch names and layouts, nothing else, so ``safetensors.torch.load_file(path)`` gives a dict
@@ -17,8 +18,9 @@ Two kinds of file, both plain safetensors (see :mod:`vca_ref.io.safetensors_form
                      rng (JSON: {name: numpy bit_generator.state}), plus caller's extras
 
 Loading is all-or-nothing: the file is parsed and validated (layout, then names, shapes, dtypes
-of every section against the objects to fill) BEFORE any of them is touched; the first problem
-raises a ``ValueError``/``TypeError`` naming it.
+of every section against the objects to fill, and every floating tensor finite: a file holding
+NaN or inf comes from a diverged run and is refused) BEFORE any of them is touched; the first
+problem raises a ``ValueError``/``TypeError`` naming the file and the entry.
 """
 from __future__ import annotations
 
@@ -35,8 +37,8 @@ SECTIONS = ("model", "optim", "ema")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 __all__ = ["save_file", "load_file", "load_file_with_metadata", "read_metadata", "save_module",
-           "check_module_state", "load_into", "save_training_state", "load_training_state",
-           "TrainingState"]
+           "check_module_state", "check_finite_tensors", "load_into", "save_training_state",
+           "load_training_state", "TrainingState"]
 
 
 # --------------------------------------------------------------------------- model files
@@ -73,13 +75,24 @@ def check_module_state(module, state: dict, strict: bool = True, exact_dtype: bo
                              f"expected {tuple(own[k].shape)}")
 
 
+def check_finite_tensors(tensors: dict, where: str) -> None:
+    """Raise ``ValueError`` naming the first floating entry of ``tensors`` that holds NaN or inf."""
+    for k, v in tensors.items():
+        if np.dtype(v.dtype).kind == "f" and not np.isfinite(v).all():
+            bad = int((~np.isfinite(v)).sum())
+            raise ValueError(f"{where} entry {k!r} holds NaN or inf values ({bad} of {v.size}): the "
+                             "run that wrote it had diverged; use an earlier checkpoint")
+
+
 def load_into(module, path: str, strict: bool = True, exact_dtype: bool = False) -> dict[str, str]:
     """Load a model file into ``module`` (validated first; the module is untouched on error).
 
     Returns the file's metadata.  Works for files written by ``safetensors.torch.save_file``.
+    A file holding NaN or inf is refused.
     """
     tensors, metadata = load_file_with_metadata(path)
     check_module_state(module, tensors, strict=strict, exact_dtype=exact_dtype, where=path)
+    check_finite_tensors(tensors, where=path)
     module.load_state_dict(tensors, strict=strict)
     return metadata
 
@@ -180,6 +193,7 @@ def load_training_state(path: str, model, optimizer=None, ema=None, rng=None) ->
     # ---- 1. validate every section against what it will fill (nothing touched yet)
     model_state = _section(tensors, "model")
     check_module_state(model, model_state, where=f"{path} [model]")
+    check_finite_tensors(tensors, where=path)
     optim_state = _section(tensors, "optim")
     if optimizer is not None:
         saved = _json_meta(path, meta, "optimizer") or {}
