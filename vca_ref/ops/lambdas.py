@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from vca_ref.fast import kernels
 from vca_ref.backend import get_array_module
-from vca_ref.fast.kernels import cuda as kcuda
+from vca_ref.fast import overridable
 
 
 def lambda_init_for_layer(layer_index: int) -> float:
@@ -55,25 +54,19 @@ def lambda_backward(dlam, cache: LambdaCache):
 
 
 class DiffCombineCache(NamedTuple):
-    b: object
-    lam: object
+    b: object       # (...) the subtracted array
+    lam: object     # the scalar lambda (float or 0-d array)
 
 
-def _as_array(lam) -> tuple:
-    """``(lam,)`` when lam is an array (its dtype then counts, as in NumPy), else ``()``."""
-    return (lam,) if hasattr(lam, "dtype") else ()
-
-
+@overridable
 def diff_combine_forward(a, b, lam):
     """``z = a - lam * b`` for arrays a, b of one shape and a scalar lam."""
-    if kernels.applies(a, b, *_as_array(lam)):          # CUDA twin of the line below
-        return kcuda.diff_combine_forward(a, b, lam), DiffCombineCache(b=b, lam=lam)
-    return a - lam * b, DiffCombineCache(b=b, lam=lam)
+    z = a - lam * b                                 # (...)
+    return z, DiffCombineCache(b=b, lam=lam)
 
 
-def diff_combine_backward(dz, cache: DiffCombineCache):
+@overridable
+def diff_combine_backward(dout, cache: DiffCombineCache):
     """Return ``(da, db, dlam)``; ``dlam`` is a 0-d array (summed over everything)."""
-    if kernels.applies(dz, cache.b, *_as_array(cache.lam)):   # CUDA twin of the line below
-        return kcuda.diff_combine_backward(dz, cache.b, cache.lam)
     # z = a - lam * b
-    return dz, -cache.lam * dz, -(dz * cache.b).sum()
+    return dout, -cache.lam * dout, -(dout * cache.b).sum()

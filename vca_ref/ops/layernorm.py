@@ -3,18 +3,20 @@
 Shapes:  x (..., D)   w, b (D,) or None   y (..., D)
 
 Forward:
-    mu   = mean(x)                 rstd = 1 / sqrt(var(x) + eps)
-    xhat = (x - mu) * rstd         y    = xhat * w + b
+    1. mu   = mean(x)                     2. xc   = x - mu
+    3. var  = mean(xc^2)                  4. rstd = 1 / sqrt(var + eps)
+    5. xhat = xc * rstd                   6. y    = xhat * w + b
 
-Backward (dy given), with g = dy * w (or dy when not affine):
+Backward (dout given), with g = dout * w (or dout when not affine):
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
-    dw = sum_rows dy * xhat        db = sum_rows dy
+    dw = sum_rows dout * xhat        db = sum_rows dout
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from vca_ref.backend import get_array_module
+from vca_ref.fast import overridable
 
 
 class LayerNormCache(NamedTuple):
@@ -23,41 +25,34 @@ class LayerNormCache(NamedTuple):
     w: object       # (D,) or None
 
 
+@overridable
 def layernorm_forward(x, w=None, b=None, eps: float = 1e-5):
     """Normalise the last axis of x (..., D); optional affine ``w``, ``b`` (D,)."""
     xp = get_array_module(x)
-    D = x.shape[-1]
-    # row sums by einsum: one pass, no temporaries, 3-5x faster than mean(axis=-1) on rows this short
-    mu = xp.einsum("...d->...", x)[..., None] / D            # (..., 1)
-    xc = x - mu                                               # (..., D)
-    var = xp.einsum("...d,...d->...", xc, xc)[..., None] / D  # (..., 1)
-    rstd = 1.0 / xp.sqrt(var + eps)                           # (..., 1)
-    xhat = xc
-    xhat *= rstd                                  # in place: xc is our own temporary  (..., D)
-    y = xhat * w if w is not None else xhat.copy()            # (..., D)
+    mu = x.mean(-1, keepdims=True)                     # (..., 1)
+    xc = x - mu                                        # (..., D)
+    var = (xc * xc).mean(-1, keepdims=True)            # (..., 1)
+    rstd = 1.0 / xp.sqrt(var + eps)                    # (..., 1)
+    xhat = xc * rstd                                   # (..., D)
+    y = xhat * w if w is not None else xhat.copy()     # (..., D)
     if b is not None:
-        y += b
+        y = y + b                                      # (..., D)
     return y, LayerNormCache(xhat=xhat, rstd=rstd, w=w)
 
 
-def layernorm_backward(dy, cache: LayerNormCache):
+@overridable
+def layernorm_backward(dout, cache: LayerNormCache):
     """Return ``(dx, dw, db)`` (``dw``/``db`` None when not affine)."""
-    xp = get_array_module(dy)
     xhat, rstd, w = cache.xhat, cache.rstd, cache.w
     D = xhat.shape[-1]
-    rows = "abcdefghijklmnopqrstuvw"[:xhat.ndim - 1]             # every leading axis
     if w is not None:
-        dw = xp.einsum(f"{rows}z,{rows}z->z", dy, xhat)          # (D,) = sum_rows dy * xhat
-        db = xp.einsum(f"{rows}z->z", dy)                         # (D,) = sum_rows dy
-        g = dy * w                                                # (..., D)  y = xhat * w + b
+        # y = xhat * w + b
+        dw = (dout * xhat).reshape(-1, D).sum(axis=0)  # (D,)
+        db = dout.reshape(-1, D).sum(axis=0)           # (D,)
+        g = dout * w                                   # (..., D) dxhat
     else:
         dw = db = None
-        g = dy
-    # xhat = (x - mu) * rstd
-    #   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), built in place in one array
-    mg = xp.einsum("...d->...", g)[..., None] / D                 # (..., 1)
-    dx = xhat * (xp.einsum("...d,...d->...", g, xhat)[..., None] / D)   # (..., D)
-    xp.subtract(g, dx, out=dx)
-    dx -= mg
-    dx *= rstd
+        g = dout                                       # (..., D) dxhat
+    # xhat = (x - mu) * rstd,  rstd = 1 / sqrt(mean((x - mu)^2) + eps)
+    dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))  # (..., D)
     return dx, dw, db

@@ -3,10 +3,10 @@
 Cross-entropy, logits z (B, K), integer labels y (B,), smoothing eps:
     p = softmax(z),  q = (1 - eps) onehot(y) + eps / K
     loss = mean_b( -sum_k q_k log p_k )          (PyTorch's CrossEntropyLoss semantics)
-    dz   = (p - q) / B * dloss
+    dz   = (p - q) / B * dout
 
 MSE, prediction a and target t of one shape:
-    loss = mean((a - t)^2)        da = 2 (a - t) / numel * dloss,   dt = -da
+    loss = mean((a - t)^2)        da = 2 (a - t) / numel * dout,   dt = -da
 """
 from __future__ import annotations
 
@@ -43,10 +43,11 @@ def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
     return loss, CrossEntropyCache(p=xp.exp(logp), q=q)
 
 
-def cross_entropy_backward(dloss, cache: CrossEntropyCache):
-    """Return ``dlogits`` (B, K)."""
+def cross_entropy_backward(dout, cache: CrossEntropyCache):
+    """Return ``dlogits`` (B, K); ``dout`` is the upstream gradient of the loss (a scalar)."""
     B = cache.p.shape[0]
-    return (cache.p - cache.q) * (dloss / B)
+    # loss = -sum(q * log softmax(z)) / B
+    return (cache.p - cache.q) * (dout / B)                          # (B, K)
 
 
 class MSECache(NamedTuple):
@@ -57,11 +58,12 @@ def mse_forward(pred, target):
     """``mean((pred - target)^2)`` as a 0-d array."""
     if pred.shape != target.shape:
         raise ValueError(f"mse: pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
-    diff = pred - target
+    diff = pred - target                                             # (...)
     return (diff * diff).mean(), MSECache(diff=diff)
 
 
-def mse_backward(dloss, cache: MSECache):
-    """Return ``(dpred, dtarget)``."""
-    dpred = cache.diff * (2.0 * dloss / cache.diff.size)
+def mse_backward(dout, cache: MSECache):
+    """Return ``(dpred, dtarget)``; ``dout`` is the upstream gradient of the loss (a scalar)."""
+    # loss = mean(diff^2),  diff = pred - target
+    dpred = cache.diff * (2.0 * dout / cache.diff.size)
     return dpred, -dpred

@@ -10,12 +10,10 @@ Pooling is linear, so it is one matrix product with a fixed pooling matrix
 M (n, H*W) whose row (i, j) holds 1/|bin| on the bin's cells:
 
     forward:   t  = M x            (..., n, d)
-    backward:  dx = M^T dt         (..., H*W, d)
+    backward:  dx = M^T dout       (..., H*W, d)
 
-The bins are products of a row bin and a column bin, so M = Mh kron Mw with Mh (h', H) and
-Mw (w', W) the 1-D pooling matrices.  The ops apply M as two small matmuls on the (H, W) grid
-(first along W, then along H): H*W*w'*d + h'*H*w'*d multiply-adds per head instead of
-n*H*W*d for the dense M, and no (n, H*W) matrix in memory (4 MiB at N = 16,384).
+(M = Mh kron Mw, the product of the 1-D pooling matrices of the rows and the columns; the fast
+twin in vca_ref/fast applies it as two small products on the (H, W) grid.)
 """
 from __future__ import annotations
 
@@ -25,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vca_ref.backend import get_array_module
+from vca_ref.fast import overridable
 
 
 def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -63,35 +62,28 @@ def pool_matrix(grid: tuple[int, int], pool: tuple[int, int], dtype=np.float64, 
 
 
 class PoolCache(NamedTuple):
-    Mh: object      # (h', H) row pooling matrix
-    Mw: object      # (w', W) column pooling matrix
+    grid: tuple     # (H, W) token grid of the input
+    pool: tuple     # (h', w') pooled grid
 
 
+@overridable
 def adaptive_avg_pool_forward(x, grid: tuple[int, int], pool: tuple[int, int]):
     """Pool tokens x (..., H*W, d) laid out on ``grid=(H, W)`` to ``pool=(h', w')``.
 
     Returns ``t`` (..., h'*w', d).
     """
-    (H, W), (ph, pw) = grid, pool
+    H, W = grid
     if x.shape[-2] != H * W:
         raise ValueError(f"pooling expects {H}*{W}={H * W} tokens, got {x.shape[-2]}")
-    xp = get_array_module(x)
-    Mh = pool_matrix((H, 1), (ph, 1), x.dtype, xp)             # (h', H)
-    Mw = pool_matrix((W, 1), (pw, 1), x.dtype, xp)             # (w', W)
-    lead, d = x.shape[:-2], x.shape[-1]
-    # t = (Mh kron Mw) x: pool along W first; it works on the (W, d) blocks of x as they lie
-    # (x may be a strided view), leaving a w'/W times smaller array for the pass along H
-    u = Mw @ x.reshape(*lead, H, W, d)                         # (..., H, w', d)
-    t = Mh @ u.reshape(*lead, H, pw * d)                       # (..., h', w' d)
-    return t.reshape(*lead, ph * pw, d), PoolCache(Mh=Mh, Mw=Mw)
+    M = pool_matrix(grid, pool, x.dtype, get_array_module(x))  # (n, H*W)
+    t = M @ x                                                  # (..., n, d)
+    return t, PoolCache(grid=tuple(grid), pool=tuple(pool))
 
 
-def adaptive_avg_pool_backward(dt, cache: PoolCache):
+@overridable
+def adaptive_avg_pool_backward(dout, cache: PoolCache):
     """Return ``dx`` (..., H*W, d)."""
-    Mh, Mw = cache.Mh, cache.Mw
-    (ph, H), (pw, W) = Mh.shape, Mw.shape
-    lead, d = dt.shape[:-2], dt.shape[-1]
-    # t = Mh u,  u = Mw x  (on the (H, W) grid);  the small side first again
-    du = Mw.T @ dt.reshape(*lead, ph, pw, d)                   # (..., h', W, d)
-    dx = Mh.T @ du.reshape(*lead, ph, W * d)                   # (..., H, W d)
-    return dx.reshape(*lead, H * W, d)
+    M = pool_matrix(cache.grid, cache.pool, dout.dtype, get_array_module(dout))  # (n, H*W)
+    # t = M @ x
+    dx = M.T @ dout                                            # (..., H*W, d)
+    return dx

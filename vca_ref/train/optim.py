@@ -2,8 +2,7 @@
 
 Both act on a :class:`~vca_ref.nn.module.Module`: each ``step()`` reads the module's
 ``named_parameters()`` and ``named_grads()`` afresh (so ``module.to(...)`` or
-``load_state_dict`` in between is fine) and updates every parameter IN PLACE.  In place is
-the fastest choice (no new parameter arrays, one scratch array per tensor) and keeps the
+``load_state_dict`` in between is fine) and updates every parameter IN PLACE.  In place keeps the
 array objects that the module holds, so nothing else must be re-pointed.  Consequence:
 parameters must be writeable arrays, and two parameters must not share memory.
 
@@ -34,8 +33,24 @@ from typing import Callable
 
 import numpy as np
 
-from vca_ref.fast import kernels
 from vca_ref.backend import device_of, get_array_module, to_device, to_numpy
+from vca_ref.fast import overridable
+
+
+@overridable
+def adamw_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float,
+                 weight_decay: float, step: int) -> None:
+    """One AdamW step (torch.optim.AdamW, amsgrad=False) on p, m, v IN PLACE; ``step`` t >= 1.
+
+    p, g, m, v: arrays of one shape (the parameter, its gradient, the two moments).
+    """
+    xp = get_array_module(p)
+    bias_c1 = 1.0 - beta1 ** step
+    bias_c2 = 1.0 - beta2 ** step
+    m[...] = m + (1.0 - beta1) * (g - m)            # β₁ m + (1 − β₁) g, as torch's m.lerp_(g, 1 − β₁)
+    v[...] = beta2 * v + (1.0 - beta2) * g * g
+    denom = xp.sqrt(v) / math.sqrt(bias_c2) + eps   # sqrt(v)/sqrt(1 − β₂ᵗ) + ε
+    p[...] = p * (1.0 - lr * weight_decay) - lr / bias_c1 * m / denom
 
 
 def default_no_decay(name: str, p) -> bool:
@@ -168,43 +183,13 @@ class AdamW(Optimizer):
 
     def _update(self, name: str, p, g, wd: float) -> None:
         xp = get_array_module(p)
-        b1, b2 = self.betas
-        t = self.step_count
         if name not in self.state["exp_avg"]:            # lazily: zeros at the first step
             self.state["exp_avg"][name] = xp.zeros_like(p)
             self.state["exp_avg_sq"][name] = xp.zeros_like(p)
         m = self.state["exp_avg"][name]                  # first moment, same shape as p
         v = self.state["exp_avg_sq"][name]               # second moment
-        bias_c1 = 1.0 - b1 ** t
-        bias_c2 = 1.0 - b2 ** t
-        step_size = self.lr / bias_c1
-        # ======================= FUSED CUDA KERNEL HOOK (the one place) ======================
-        # CuPy arrays of one float dtype (and kernels enabled): one fused kernel does the whole
-        # update below in place, p, m, v read and written once (vca_ref/kernels/adamw.cuh).
-        # The lines below stay as the reference that the kernel's parity tests compare with
-        # (tests/test_kernels_gpu.py on a GPU; tests/test_kernels_cpu.py runs the same .cuh
-        # math through this hook on the CPU).
-        if kernels.applies(p, g, m, v):
-            from vca_ref.fast.kernels import cuda as kcuda          # lazy: nothing is built on a CPU
-            kcuda.adamw_update(p, g, m, v, self.lr, b1, b2, self.eps, wd, t)
-            return
-        # =====================================================================================
-        tmp = xp.empty_like(p)                           # one scratch array, reused below
-        if wd != 0.0:
-            p *= 1.0 - self.lr * wd                      # p ← p(1 − lr·wd)
-        xp.subtract(g, m, out=tmp)
-        tmp *= 1.0 - b1
-        m += tmp                                         # m ← m + (1 − β₁)(g − m)
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v *= b2
-        v += tmp                                         # v ← β₂ v + (1 − β₂) g²
-        xp.sqrt(v, out=tmp)
-        tmp /= math.sqrt(bias_c2)
-        tmp += self.eps                                  # denom = sqrt(v)/sqrt(1 − β₂ᵗ) + ε
-        xp.divide(m, tmp, out=tmp)
-        tmp *= step_size
-        p -= tmp                                         # p ← p − lr/(1 − β₁ᵗ) · m / denom
+        b1, b2 = self.betas
+        adamw_update(p, g, m, v, self.lr, b1, b2, self.eps, wd, self.step_count)
 
 
 class SGD(Optimizer):
@@ -237,7 +222,6 @@ class SGD(Optimizer):
             if buf is None:                              # first step: b ← d
                 buf = self.state["momentum_buffer"][name] = xp.array(d, dtype=p.dtype, copy=True)
             else:                                        # b ← μ b + (1 − τ) d
-                buf *= self.momentum
-                buf += (1.0 - self.dampening) * d
+                buf[...] = self.momentum * buf + (1.0 - self.dampening) * d
             d = d + self.momentum * buf if self.nesterov else buf
-        p -= self.lr * d                                 # p ← p − lr·d
+        p[...] = p - self.lr * d                         # p ← p − lr·d

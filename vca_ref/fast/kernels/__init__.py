@@ -1,11 +1,12 @@
 """Hand-written CUDA kernels: fast twins of NumPy lines in :mod:`vca_ref.ops`.
 
-The NumPy/CuPy expression in each op stays the reference; a kernel is an override that the op
-takes only for CuPy arrays and only while kernels are enabled::
+The NumPy/CuPy expression in each op stays the reference; a kernel is an override, registered in
+:mod:`vca_ref.fast.registry` (wrapped with its reference's signature in
+:mod:`vca_ref.fast.cuda_twins`), that a call takes only for CuPy arrays and only while kernels
+are enabled::
 
-    if kernels.applies(x):                    # CuPy float32/float64 arrays, kernels on
-        return kernels.cuda.gelu_forward(x, approximate), GeluCache(x, approximate)
-    ...                                       # the NumPy/CuPy reference lines
+    Override(activations.gelu_forward, cuda_twins.gelu_forward, _cuda_gelu_forward)
+    # _cuda_gelu_forward(x, approximate): kernels.applies(x), CuPy float32/float64, kernels on
 
 Layout of this package:
 
@@ -18,7 +19,9 @@ Layout of this package:
                 helper (tests/test_kernels_nvrtc.py proves every kernel compiles to PTX)
 
 Turn the kernels off (to compare kernel vs plain CuPy vs NumPy) with ``set_enabled(False)``,
-the context manager ``enabled(False)``, or the environment variable ``VCA_REF_KERNELS=0``.
+the context manager ``enabled(False)``, or the environment variable ``VCA_REF_KERNELS=0``; the
+switch of the whole override layer (``VCA_REF_FAST=0``, :func:`vca_ref.fast.set_enabled`) turns
+them off together with the CPU twins.
 This module never imports CuPy (only :mod:`vca_ref.backend` does).
 """
 from __future__ import annotations
