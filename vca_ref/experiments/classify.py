@@ -45,6 +45,7 @@ class ViTTrainConfig:
     clip_grad: float = 1.0               # max global grad norm (0 = off)
     label_smoothing: float = 0.1
     augment_shift: int = 2               # random translation of up to this many pixels (0 = off)
+    image_size: int = 0                  # resize the images to this many pixels a side (0 = as shipped)
     test_fraction: float = 0.2
     seed: int = 0
     device: str = "cpu"
@@ -57,12 +58,18 @@ class ViTTrainConfig:
             raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(VIT_CONFIGS)}")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         check_positive(self, ("epochs", "batch_size"))
+        if not isinstance(self.image_size, int) or self.image_size < 0:
+            raise ValueError(f"image_size must be an int >= 0 (0 keeps the dataset's size), got {self.image_size!r}")
 
 
 def build_vit(cfg: ViTTrainConfig, image_size: int):
-    """The model of a run (seeded), checked against the dataset's image size."""
-    model = create_vit(cfg.model, seed=cfg.seed, attention=cfg.attention, dtype=cfg.dtype,
-                       **cfg.model_overrides)
+    """The model of a run (seeded), checked against the dataset's image size.
+
+    With ``cfg.image_size`` set, the model's ``img_size`` is that size (the data are resized)."""
+    overrides = dict(cfg.model_overrides)
+    if cfg.image_size:
+        overrides.setdefault("img_size", cfg.image_size)
+    model = create_vit(cfg.model, seed=cfg.seed, attention=cfg.attention, dtype=cfg.dtype, **overrides)
     if model.config.img_size != image_size:
         raise ValueError(f"model {cfg.model!r} expects {model.config.img_size}x{model.config.img_size} "
                          f"images but dataset {cfg.dataset!r} has {image_size}x{image_size}")
@@ -84,14 +91,17 @@ def evaluate_accuracy(model, x, y, batch_size: int = 500, device: str = "cpu") -
     return correct / len(x)
 
 
-def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None = None,
+              on_epoch=None) -> dict:
     """Train (or resume) a TinyViT run; returns the summary dict (also in summary.json).
 
     ``stop_after`` ends the process after that many completed epochs, as a preemption would
     (the checkpoint is written, no final model); ``resume=True`` then continues the run.
+    ``on_epoch`` (if given) is called with each epoch's record once its checkpoint is written.
     """
     check_device(cfg.device)
-    data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)
+    data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed,
+                        image_size=cfg.image_size or None)
     model = build_vit(cfg, data.image_size)
     opt = build_optimizer(cfg, model)
     rngs = {"data": np.random.default_rng([cfg.seed, 1])}
@@ -130,6 +140,8 @@ def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None 
                             epoch_seconds=time.perf_counter() - t_epoch,
                             images_per_s=st.images_seen / max(st.train_seconds, 1e-9))
         run.save(model, opt, rngs)
+        if on_epoch is not None:
+            on_epoch(rec)
         if cfg.progress:
             print(f"[{cfg.attention}] epoch {rec['epoch']:3d}  loss {rec['train_loss']:.4f}  "
                   f"test acc {acc:.4f}  ({rec['epoch_seconds']:.1f}s)", flush=True)

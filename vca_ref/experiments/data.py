@@ -17,6 +17,10 @@ where ``normalization`` chooses (μ, σ):
     "symmetric"  μ, σ = 0.5, 0.5, i.e. [0, 1] -> [-1, 1]    (diffusion / flow)
     "none"       μ, σ = 0, 1
 
+``image_size`` (optional) resizes the [0, 1] images to S × S before normalising, by area
+resampling: output pixel i covers the input interval [i·H/S, (i+1)·H/S) and is the overlap-
+weighted mean of the input pixels it covers (an exact k × k mean when S = H/k), rows then columns.
+
 Split: for every class c with m_c images, round(test_fraction · m_c) of them (chosen by a
 permutation from ``np.random.default_rng(seed)``) go to the test set; the rest train.  The split
 depends only on (labels, test_fraction, seed), never on the order classes appear in the file
@@ -160,13 +164,32 @@ def load_mnist_sample(test_fraction: float = 0.2, seed: int = 0,
 
 
 def load_dataset(name: str, test_fraction: float = 0.2, seed: int = 0,
-                 normalization: str = "standard") -> DigitsData:
-    """``name`` is ``"digits"`` or ``"mnist"``."""
-    if name == "digits":
-        return load_digits_dataset(test_fraction, seed, normalization)
-    if name == "mnist":
-        return load_mnist_sample(test_fraction, seed, normalization)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+                 normalization: str = "standard", image_size: int | None = None) -> DigitsData:
+    """``name`` is ``"digits"`` or ``"mnist"``; ``image_size`` S resizes to (B, 1, S, S)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    x, y = _raw_digits() if name == "digits" else _raw_mnist()
+    if image_size is not None:
+        x = resize_images(x, image_size)
+    return _build(name, x, y, test_fraction, seed, normalization)
+
+
+def area_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) matrix R: R[i, j] = |[i s, (i+1) s) ∩ [j, j+1)| / s, s = size_in / size_out."""
+    s = size_in / size_out
+    lo = np.arange(size_out)[:, None] * s                              # (S, 1) interval starts
+    j = np.arange(size_in)[None, :]                                    # (1, H)
+    overlap = np.clip(np.minimum(lo + s, j + 1) - np.maximum(lo, j), 0.0, None)  # (S, H)
+    return overlap / s                                                 # rows sum to 1
+
+
+def resize_images(x: np.ndarray, size: int) -> np.ndarray:
+    """Area-resample images x (B, C, H, W) to (B, C, size, size):  R_h · x · R_wᵀ."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"image_size must be a positive int, got {size!r}")
+    rh = area_weights(x.shape[2], int(size))                           # (S, H)
+    rw = area_weights(x.shape[3], int(size))                           # (S, W)
+    return np.einsum("ih,bchw,jw->bcij", rh, x, rw).astype(x.dtype)   # (B, C, S, S)
 
 
 # --------------------------------------------------------------------------- batching

@@ -66,7 +66,8 @@ def load_classifier(run_dir: str, device: str | None = None) -> DigitClassifier:
         cfg = config_from_dict(ViTTrainConfig, json.load(f))
     if device is not None:
         cfg.device = device
-    data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)  # "standard"
+    data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed,
+                        image_size=cfg.image_size or None)                        # "standard"
     model = build_vit(cfg, data.image_size)
     load_into(model, model_path)
     return DigitClassifier(model, data.mean, data.std, cfg.device)

@@ -137,7 +137,8 @@ def validation_loss(model, cfg, diffusion, x, y, batch_size: int = 500) -> float
     return total / len(x)
 
 
-def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None = None) -> dict:
+def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None = None,
+              on_epoch=None) -> dict:
     """Train (or resume) a TinyDiT run; returns the summary dict (also in ``summary.json``).
 
     Args:
@@ -145,6 +146,8 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
         resume: continue from ``out_dir/checkpoint.safetensors`` (same config, ``epochs`` may grow).
         stop_after: end after that many completed epochs, as a preemption would (the checkpoint
             is written, no final model); returns ``{"kind": "stopped", "epoch", "step"}``.
+        on_epoch: called with each epoch's record once its checkpoint is written (a grid's
+            progress bar); None: nothing.
     Returns:
         ``{"kind": "summary", "attention", "objective", "train_loss", "val_loss", "params",
         "macs_per_image", "train_seconds", "images_per_s", "epochs", "steps", "history"}``;
@@ -198,6 +201,8 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
                             epoch_seconds=time.perf_counter() - t_epoch,
                             images_per_s=st.images_seen / max(st.train_seconds, 1e-9))
         run.save(model, opt, rngs, ema=ema)
+        if on_epoch is not None:
+            on_epoch(rec)
         if cfg.progress:
             print(f"[dit-{cfg.attention}] epoch {rec['epoch']:3d}  loss {rec['train_loss']:.4f}  "
                   f"val (EMA) {val:.4f}  ({rec['epoch_seconds']:.1f}s)", flush=True)

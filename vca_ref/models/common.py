@@ -19,7 +19,8 @@ from vca_ref.nn.vca import VisualContrastAttention
 from vca_ref.nn.module import check_float_dtype
 
 ATTENTIONS = ("vca", "mhsa")
-VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential")
+VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential",
+                     "lambda_init_scale", "embed_init_scale")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class TokenModelConfig:
     pool_queries: bool = True
     use_dwconv: bool = True
     differential: str = "both"
+    lambda_init_scale: float = 1.0       # VCA design knobs (1 = the paper): lambda_init multiplier,
+    embed_init_scale: float = 1.0        # std of the E+- initialisation
 
     num_prefix_tokens: ClassVar[int] = 0  # P: tokens before the patch grid
 

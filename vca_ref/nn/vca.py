@@ -29,6 +29,8 @@ class VisualContrastAttention(Module):
         layer_index: 0-based block index, sets lambda_init = 0.8 - 0.6 exp(-0.3 l).
         stage2_softmax, tied_embeddings, pool_queries, use_dwconv, differential:
             the ablation options, see :class:`vca_ref.ops.vca_config.VCAConfig`.
+        lambda_init_scale: s in lambda_init = s (0.8 - 0.6 exp(-0.3 l)) (default 1, the paper).
+        embed_init_scale: standard deviation of the E+- initialisation (default 1: N(0, 1)).
         seed, dtype: as for :class:`~vca_ref.nn.mhsa.MultiHeadSelfAttention`.
 
     Shapes: x (B, P + H*W, C) -> y (B, P + H*W, C).
@@ -37,10 +39,15 @@ class VisualContrastAttention(Module):
     def __init__(self, dim: int, num_heads: int, grid_size, pool_size, num_prefix_tokens: int = 0,
                  layer_index: int = 0, *, stage2_softmax: str = "joint", tied_embeddings: bool = False,
                  pool_queries: bool = True, use_dwconv: bool = True, differential: str = "both",
+                 lambda_init_scale: float = 1.0, embed_init_scale: float = 1.0,
                  seed=0, dtype=np.float32):
         super().__init__(dtype)
         self.config = VCAConfig(dim, num_heads, grid_size, pool_size, num_prefix_tokens, layer_index,
-                                stage2_softmax, tied_embeddings, pool_queries, use_dwconv, differential)
+                                stage2_softmax, tied_embeddings, pool_queries, use_dwconv, differential,
+                                lambda_init_scale=lambda_init_scale)
+        if isinstance(embed_init_scale, bool) or not isinstance(embed_init_scale, (int, float)) \
+                or not 0 < embed_init_scale < float("inf"):
+            raise ValueError(f"embed_init_scale must be a positive number, got {embed_init_scale!r}")
         self.dim, self.num_heads = dim, num_heads
         rng, dt = init.as_rng(seed), self.dtype
         for name, shape in self.config.param_shapes().items():
@@ -49,7 +56,7 @@ class VisualContrastAttention(Module):
             elif name.endswith(("qkv.bias", "proj.bias")):
                 self.params[name] = init.zeros(shape, dt)
             elif name in ("e_pos", "e_neg"):
-                self.params[name] = init.normal(rng, shape, 1.0, dt)            # N(0, 1)
+                self.params[name] = init.normal(rng, shape, embed_init_scale, dt)   # N(0, scale^2)
             elif name.split(".")[-1] in LAMBDA_NAMES:
                 self.params[name] = init.normal(rng, shape, 0.1, dt)            # N(0, 0.1^2)
             elif name.endswith("norm.weight"):

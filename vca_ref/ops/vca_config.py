@@ -14,6 +14,10 @@ differential        "both"      "stage1" / "stage2" / "none": the non-differenti
                                 no (1 - lambda_init) scale)
 ==================  ==========  ============================================================
 
+One design knob that is not an ablation of the paper (default: the paper's value):
+``lambda_init_scale`` (1.0) multiplies lambda_init in both stages, lambda_init = s (0.8 - 0.6 exp(-0.3 l));
+it must keep lambda_init in [0, 1), so that the output scale (1 - lambda_init) stays positive.
+
 Parameters that an option makes unused are NOT created (and are absent from the state
 dict): ``e_neg`` when the embeddings are tied or no stage is differential;
 ``stage{j}.*`` when stage j is not differential; ``dwc.*`` when the conv is off.
@@ -66,6 +70,7 @@ class VCAConfig:
     use_dwconv: bool = True
     differential: str = "both"
     norm_eps: float = 1e-5
+    lambda_init_scale: float = 1.0      # s in lambda_init = s (0.8 - 0.6 exp(-0.3 l))
 
     def __post_init__(self):
         object.__setattr__(self, "grid_size", _pair(self.grid_size, "grid_size"))
@@ -88,6 +93,11 @@ class VCAConfig:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"norm_eps must be > 0, got {self.norm_eps!r}")
+        s = self.lambda_init_scale
+        if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)) \
+                or not 0 <= s < float("inf") or not self.lambda_init < 1:
+            raise ValueError(f"lambda_init_scale must be >= 0 and keep lambda_init = s (0.8 - 0.6 "
+                             f"exp(-0.3 l)) below 1 at layer {self.layer_index}, got {s!r}")
         if self.stage2_softmax not in STAGE2_SOFTMAX:
             raise ValueError(f"stage2_softmax must be one of {STAGE2_SOFTMAX}, got {self.stage2_softmax!r}")
         if self.differential not in DIFFERENTIAL:
@@ -108,7 +118,7 @@ class VCAConfig:
 
     @property
     def lambda_init(self) -> float:
-        return lambda_init_for_layer(self.layer_index)
+        return self.lambda_init_scale * lambda_init_for_layer(self.layer_index)
 
     @property
     def stage1_differential(self) -> bool:
