@@ -49,15 +49,19 @@ TWINS = ("gelu_forward", "gelu_backward", "silu_forward", "silu_backward", "diff
 
 
 def _device_param(device: str):
-    if device in available_devices():
+    if device == "strict" or device in available_devices():
         return pytest.param(device, id=device, marks=[pytest.mark.gpu] if device == "cuda" else [])
     return pytest.param(device, id=device, marks=[pytest.mark.gpu, pytest.mark.skip(
         reason=f"no CUDA device: {describe()}")])
 
 
-@pytest.fixture(params=[_device_param(d) for d in DEVICES])
+@pytest.fixture(params=[_device_param(d) for d in (*DEVICES, "strict")])
 def backend(request) -> str:
-    """The device name a test body runs on: ``"cpu"``, and ``"cuda"`` where a device answers."""
+    """The device name a test body runs on: ``"cpu"``; ``"cuda"`` where a device answers; and
+    ``"cuda"`` played by the CuPy-strict stand-in (id ``strict``, tests/cupy_strict.py)."""
+    if request.param == "strict":
+        request.getfixturevalue("strict_cupy")
+        return "cuda"
     return request.param
 
 

@@ -7,8 +7,13 @@ Every op is written against an array module ``xp`` obtained with
 
     xp = get_array_module(x)        # numpy or cupy, whichever owns x
     y  = xp.exp(x)                  # same line on both backends
+
+The test suite can stand a CuPy look-alike in for CuPy (:func:`substitute_cupy`), so the
+device code paths run, and are held to CuPy's rules, on a machine without a GPU.
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -16,6 +21,7 @@ try:  # guarded: CuPy is optional and may be installed without a GPU
     import cupy as _cupy  # type: ignore
 except Exception:  # pragma: no cover - depends on the machine
     _cupy = None
+_special = None         # cupyx.scipy.special, imported on the first erf of a device array
 
 DEVICES = ("cpu", "cuda")
 
@@ -23,6 +29,23 @@ DEVICES = ("cpu", "cuda")
 def cupy_module():
     """Return the ``cupy`` module or ``None`` when it is not importable."""
     return _cupy
+
+
+@contextlib.contextmanager
+def substitute_cupy(module, special):
+    """Test-only: inside the block ``module`` plays CuPy and ``special`` plays
+    ``cupyx.scipy.special`` for every function of this module (and so for all of vca_ref).
+
+    ``module`` needs what vca_ref uses of CuPy: ``ndarray``, ``cuda.is_available()``,
+    ``cuda.runtime``, ``asarray``, ``asnumpy`` and the array functions of the ops.
+    """
+    global _cupy, _special
+    saved = _cupy, _special
+    _cupy, _special = module, special
+    try:
+        yield module
+    finally:
+        _cupy, _special = saved
 
 
 def cuda_available() -> bool:
@@ -103,10 +126,35 @@ def device_of(a) -> str:
     return "cuda" if is_cuda_array(a) else "cpu"
 
 
+def require_device(a, device: str, what: str = "input") -> None:
+    """One clear error when array ``a`` does not live on ``device`` (the device of a model):
+    a host array meeting a CUDA model, or the reverse, names both devices and the remedy."""
+    where = device_of(a)
+    if where != device:
+        raise TypeError(f"{what} is on {where!r} but the model is on {device!r}; move it first "
+                        f"with vca_ref.backend.to_device({what}, {device!r})")
+
+
+def all_finite(*arrays):
+    """``True`` where every entry of every array is finite, as a 0-d boolean array on the
+    arrays' device: no device->host copy.  Combine flags with ``&`` and read the result once
+    (``bool(flag)``) where a step must decide, so a step pays one synchronisation at most."""
+    if not arrays:
+        raise ValueError("all_finite needs at least one array")
+    xp = get_array_module(*arrays)
+    flag = xp.isfinite(arrays[0]).all()                                      # () bool
+    for a in arrays[1:]:
+        flag = flag & xp.isfinite(a).all()
+    return flag
+
+
 def erf(x):
     """Elementwise error function on NumPy (SciPy) or CuPy (cupyx) arrays."""
+    global _special
     if is_cuda_array(x):
-        import cupyx.scipy.special as _cs  # CuPy's own module: still guarded by is_cuda_array
-        return _cs.erf(x)
+        if _special is None:
+            import cupyx.scipy.special as _cs  # CuPy's own module: still guarded by is_cuda_array
+            _special = _cs
+        return _special.erf(x)
     from scipy.special import erf as _erf
     return _erf(x)

@@ -46,6 +46,7 @@ class Elementwise(NamedTuple):
     operation: str          # one call into the .cuh math
     cuh: tuple              # the .cuh files of the preamble (common.cuh is always added)
     scalars: tuple = ()     # parameters passed as host scalars (not arrays)
+    either: tuple = ()      # parameters passed as a host scalar or a device array
 
 
 ELEMENTWISE = {
@@ -63,10 +64,10 @@ ELEMENTWISE = {
                                  ("activations.cuh",)),
     "diff_combine_forward": Elementwise("T a, T b, T lam", "T z",
                                         "z = vca::diff_combine_forward(a, b, lam)",
-                                        ("combine.cuh",)),
+                                        ("combine.cuh",), either=("lam",)),
     "diff_combine_backward_b": Elementwise("T dz, T lam", "T db",
                                            "db = vca::diff_combine_backward_b(dz, lam)",
-                                           ("combine.cuh",)),
+                                           ("combine.cuh",), either=("lam",)),
     "modulate_forward": Elementwise("T x, T shift, T scale", "T y",
                                     "y = vca::modulate_forward(x, shift, scale)",
                                     ("combine.cuh",)),
