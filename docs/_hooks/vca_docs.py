@@ -229,7 +229,8 @@ def _notebook_list() -> str:
     if not nbs:
         return ('!!! note "No notebooks yet"\n    The notebooks are being written; each one '
                 "added to `notebooks/` appears here and in the navigation.\n")
-    return "\n".join(f"1. [{notebook_title(nb)}]({nb.name}) — `notebooks/{nb.name}`"
+    # a bullet list: the titles carry their own numbers ("1. Attention refresher")
+    return "\n".join(f"* [{notebook_title(nb)}]({nb.name}) — `notebooks/{nb.name}`"
                      for nb in nbs) + "\n"
 
 
