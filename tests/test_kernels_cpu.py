@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vca_ref import fast
 from vca_ref.fast import kernels
 from vca_ref.fast.kernels import CUH_FILES, cuh_text
 from vca_ref.fast.kernels.cuda import adamw_scalars
@@ -280,11 +281,12 @@ def test_adamw_matches_torch(lib, dtype, hp):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
-    """AdamW._update's kernel hook, driven on the CPU: ``kernels.applies`` is forced true and the
-    CUDA twin ``kernels.cuda.adamw_update`` is replaced by the g++ build of the same adamw.cuh.
-    The hooked optimiser must equal the reference lines bit for bit, which holds only if the hook
-    hands the twin (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step) in that order, with
-    the per-parameter weight decay (0 for the bias under ``default_no_decay``)."""
+    """The optimiser's kernel override, driven on the CPU: ``kernels.applies`` is forced true and
+    the CUDA twin ``kernels.cuda.adamw_update`` is replaced by the g++ build of the same adamw.cuh.
+    The optimiser through the kernel must equal the reference lines (every override off) bit for
+    bit, which holds only if the registry hands the twin (p, g, m, v, lr, beta1, beta2, eps,
+    weight_decay, step) in that order, with the per-parameter weight decay (0 for the bias under
+    ``default_no_decay``)."""
     from vca_ref.fast.kernels import cuda as kcuda
     from vca_ref.nn.module import Module
     from vca_ref.train.optim import AdamW, default_no_decay
@@ -303,7 +305,8 @@ def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
             opt.step()
         return mod.params, opt.state
 
-    ref_params, ref_state = run()                     # NumPy arrays: the reference lines
+    with fast.enabled(False):
+        ref_params, ref_state = run()                 # NumPy arrays: the reference lines
     calls = []
 
     def twin(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
@@ -313,7 +316,8 @@ def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
 
     monkeypatch.setattr(kernels, "applies", lambda *arrays: True)
     monkeypatch.setattr(kcuda, "adamw_update", twin)
-    params, state = run()
+    with fast.enabled(True):
+        params, state = run()
     assert calls[:2] == [(3e-2, 0.8, 0.95, 1e-3, 0.2, 1), (3e-2, 0.8, 0.95, 1e-3, 0.0, 1)]
     assert len(calls) == 2 * len(grads) and calls[-1][-1] == len(grads)
     for name in params0:

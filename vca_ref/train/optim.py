@@ -47,10 +47,11 @@ def adamw_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float,
     xp = get_array_module(p)
     bias_c1 = 1.0 - beta1 ** step
     bias_c2 = 1.0 - beta2 ** step
+    step_size = lr / bias_c1
     m[...] = m + (1.0 - beta1) * (g - m)            # β₁ m + (1 − β₁) g, as torch's m.lerp_(g, 1 − β₁)
-    v[...] = beta2 * v + (1.0 - beta2) * g * g
+    v[...] = beta2 * v + (1.0 - beta2) * g ** 2
     denom = xp.sqrt(v) / math.sqrt(bias_c2) + eps   # sqrt(v)/sqrt(1 − β₂ᵗ) + ε
-    p[...] = p * (1.0 - lr * weight_decay) - lr / bias_c1 * m / denom
+    p[...] = p * (1.0 - lr * weight_decay) - step_size * (m / denom)
 
 
 def default_no_decay(name: str, p) -> bool:

@@ -1,5 +1,7 @@
 // activations.cuh -- GELU (exact erf and tanh approximation) and SiLU, the twins of
 // vca_ref/ops/activations.py.  Needs common.cuh first.
+// Reference: vca_ref/ops/activations.py -- each "// ref:" line below is a line of it, verbatim
+// (tests/test_fast_parity.py checks), and the code under it computes that line.
 //
 //   gelu(x)      = x * Phi(x),                 Phi(x) = (1 + erf(x / sqrt 2)) / 2
 //   gelu'(x)     = Phi(x) + x * phi(x),        phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
@@ -27,59 +29,63 @@ namespace vca {
 
 template <typename T>
 VCA_HD T gelu_erf_forward(T x) {
-    // y = 0.5 * x * (1.0 + erf(x * INV_SQRT_2))
+    // ref: y = 0.5 * x * (1.0 + erf(x * INV_SQRT_2))
     return T(0.5) * x * (T(1.0) + xerf(x * T(VCA_INV_SQRT_2)));
 }
 
 template <typename T>
 VCA_HD T gelu_erf_backward(T dy, T x) {
-    // cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
+    // ref: cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
     const T cdf = T(0.5) * (T(1.0) + xerf(x * T(VCA_INV_SQRT_2)));
-    // pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+    // ref: pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)
     const T pdf = T(VCA_INV_SQRT_2PI) * xexp(T(-0.5) * x * x);
-    // return dy * (cdf + x * pdf)
+    // ref: return dout * (cdf + x * pdf)
     return dy * (cdf + x * pdf);
 }
 
 template <typename T>
 VCA_HD T gelu_tanh_inner(T x) {
-    // t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x))
+    // ref: t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x))
     return xtanh(T(VCA_SQRT_2_OVER_PI) * (x + T(VCA_GELU_TANH_C) * x * x * x));
 }
 
 template <typename T>
 VCA_HD T gelu_tanh_forward(T x) {
     const T t = gelu_tanh_inner(x);
-    // y = 0.5 * x * (1.0 + t)
+    // ref: y = 0.5 * x * (1.0 + t)
     return T(0.5) * x * (T(1.0) + t);
 }
 
 template <typename T>
 VCA_HD T gelu_tanh_backward(T dy, T x) {
     const T t = gelu_tanh_inner(x);
-    // dudx = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x)   (3.0 * C is a Python double)
+    // ref: dudx = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x)
+    // (3.0 * C is a product of Python doubles, so one constant here)
     const T dudx = T(VCA_SQRT_2_OVER_PI)
                    * (T(1.0) + T(3.0 * VCA_GELU_TANH_C) * x * x);
-    // return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dudx)
+    // ref: return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dudx)
     return dy * (T(0.5) * (T(1.0) + t) + T(0.5) * x * (T(1.0) - t * t) * dudx);
 }
 
 template <typename T>
 VCA_HD T sigmoid(T x) {
-    // 0.5 * (1.0 + xp.tanh(0.5 * x))          overflow-free logistic function
+    // ref: return 0.5 * (1.0 + xp.tanh(0.5 * x))
+    // (the overflow-free logistic function)
     return T(0.5) * (T(1.0) + xtanh(T(0.5) * x));
 }
 
 template <typename T>
 VCA_HD T silu_forward(T x, T& s) {
-    // s = sigmoid(x);  return x * s            (s is kept for the backward pass)
+    // ref: s = sigmoid(x)
+    // ref: return x * s, SiluCache(x=x, s=s)
+    // (s is kept for the backward pass)
     s = sigmoid(x);
     return x * s;
 }
 
 template <typename T>
 VCA_HD T silu_backward(T dy, T x, T s) {
-    // return dy * s * (1.0 + x * (1.0 - s))
+    // ref: return dout * s * (1.0 + x * (1.0 - s))
     return dy * s * (T(1.0) + x * (T(1.0) - s));
 }
 

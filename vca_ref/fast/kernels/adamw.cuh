@@ -1,5 +1,7 @@
 // adamw.cuh -- the fused AdamW parameter update: the twin of the NumPy lines of
-// vca_ref/train/optim.py AdamW._update (torch.optim.AdamW, amsgrad=False).  Needs common.cuh.
+// vca_ref/train/optim.py adamw_update (torch.optim.AdamW, amsgrad=False).  Needs common.cuh.
+// Reference: vca_ref/train/optim.py -- each "// ref:" line below is a line of it, verbatim
+// (tests/test_fast_parity.py checks), and the code under it computes that line.
 //
 //   p <- p (1 - lr wd)                                   decoupled weight decay
 //   m <- m + (1 - b1)(g - m)            (= b1 m + (1 - b1) g;  torch: m.lerp_(g, 1 - b1))
@@ -20,13 +22,14 @@ namespace vca {
 template <typename T>
 VCA_HD void adamw_update(T& p, T& m, T& v, T g, T decay, T omb1, T b2, T omb2, T eps,
                          T bc2_sqrt, T step_size) {
-    // p *= 1.0 - self.lr * wd                       (decay == 1 exactly when wd == 0)
+    // the decay factor of the last line, applied first (decay == 1 exactly when wd == 0)
     p = p * decay;
-    // tmp = g - m;  tmp *= 1.0 - b1;  m += tmp
+    // ref: m[...] = m + (1.0 - beta1) * (g - m)
     m = m + (g - m) * omb1;
-    // tmp = g * g;  tmp *= 1.0 - b2;  v *= b2;  v += tmp
+    // ref: v[...] = beta2 * v + (1.0 - beta2) * g ** 2
     v = v * b2 + g * g * omb2;
-    // tmp = sqrt(v) / math.sqrt(bias_c2) + eps;  tmp = m / tmp;  tmp *= step_size;  p -= tmp
+    // ref: denom = xp.sqrt(v) / math.sqrt(bias_c2) + eps
+    // ref: p[...] = p * (1.0 - lr * weight_decay) - step_size * (m / denom)
     p = p - m / (xsqrt(v) / bc2_sqrt + eps) * step_size;
 }
 

@@ -1,8 +1,10 @@
 // combine.cuh -- the differential combine of VCA (vca_ref/ops/lambdas.py) and the adaLN
 // modulation of DiT (vca_ref/ops/modulate.py).  Needs common.cuh first.
+// Reference: vca_ref/ops/lambdas.py vca_ref/ops/modulate.py -- each "// ref:" line below is a
+// line of one of them, verbatim (tests/test_fast_parity.py checks).
 //
-//   z = a - lam * b                      dz -> (da, db, dlam) = (dz, -lam dz, -sum(dz * b))
-//   y = x * (1 + scale) + shift          dy -> dx = dy * (1 + scale)
+//   z = a - lam * b                      dout -> (da, db, dlam) = (dout, -lam dout, -sum(dout * b))
+//   y = x * (1 + scale) + shift          dout -> dx = dout * (1 + scale)
 // The reductions (dlam, dshift, dscale) stay CuPy sums; only the elementwise parts are here.
 #ifndef VCA_COMBINE_CUH
 #define VCA_COMBINE_CUH
@@ -14,25 +16,26 @@ namespace vca {
 
 template <typename T>
 VCA_HD T diff_combine_forward(T a, T b, T lam) {
-    // return a - lam * b
+    // ref: z = a - lam * b
     return a - lam * b;
 }
 
 template <typename T>
 VCA_HD T diff_combine_backward_b(T dz, T lam) {
-    // db = -cache.lam * dz
+    // ref: return dout, -cache.lam * dout, -(dout * cache.b).sum()
+    // (db, the second term)
     return -lam * dz;
 }
 
 template <typename T>
 VCA_HD T modulate_forward(T x, T shift, T scale) {
-    // y = x * (1.0 + scale[:, None, :]) + shift[:, None, :]
+    // ref: y = x * (1.0 + scale[:, None, :]) + shift[:, None, :]
     return x * (T(1.0) + scale) + shift;
 }
 
 template <typename T>
 VCA_HD T modulate_backward_x(T dy, T scale) {
-    // dx = dy * (1.0 + scale[:, None, :])
+    // ref: dx = dout * (1.0 + scale[:, None, :])
     return dy * (T(1.0) + scale);
 }
 

@@ -1,9 +1,11 @@
 // rmsnorm.cuh -- RMSNorm over the last axis (vca_ref/ops/rmsnorm.py), one row at a time.
 // Needs common.cuh and reduce.cuh first.
+// Reference: vca_ref/ops/rmsnorm.py -- each "// ref:" line below is a line of it, verbatim
+// (tests/test_fast_parity.py checks), and the code under it computes that line.
 //
 //   forward:  rstd = 1 / sqrt(mean(z^2) + eps)     zhat = z * rstd     y = zhat * w
-//   backward: g = dy * w      dz = rstd * (g - zhat * mean(g * zhat))
-// dw = sum over rows of dy * zhat is a column reduction; it stays a CuPy sum.
+//   backward: g = dout * w    dz = rstd * (g - zhat * mean(g * zhat))
+// dw = sum over rows of dout * zhat is a column reduction; it stays a CuPy sum.
 #ifndef VCA_RMSNORM_CUH
 #define VCA_RMSNORM_CUH
 #if !defined(VCA_COMMON_CUH) || !defined(VCA_REDUCE_CUH)
@@ -14,7 +16,8 @@ namespace vca {
 
 template <typename T>
 VCA_HD T rmsnorm_rstd(T sumsq, int d, T eps) {
-    // rstd = 1.0 / ((z * z).mean(axis=-1, keepdims=True) + eps) ** 0.5      (mean = sum / d)
+    // ref: rstd = 1.0 / xp.sqrt((z * z).mean(-1, keepdims=True) + eps)
+    // (the mean is the row's sum of squares over d)
     return T(1.0) / xsqrt(sumsq / T(d) + eps);
 }
 
@@ -26,7 +29,9 @@ VCA_HD void rmsnorm_forward_row(const Team& team, const T* z, const T* w, T* y, 
     T part = T(0);
     for (int k = team.lane; k < d; k += team.size) part += z[k] * z[k];
     const T r = rmsnorm_rstd(team.sum(part), d, eps);
-    // 2. zhat = z * rstd;  y = zhat * w
+    // 2. the two lines below, lane by lane
+    // ref: zhat = z * rstd
+    // ref: y = zhat * w
     for (int k = team.lane; k < d; k += team.size) {
         const T zh = z[k] * r;
         zhat[k] = zh;
@@ -39,11 +44,13 @@ VCA_HD void rmsnorm_forward_row(const Team& team, const T* z, const T* w, T* y, 
 template <typename T, typename Team>
 VCA_HD void rmsnorm_backward_row(const Team& team, const T* dy, const T* zhat, const T* w, T rstd,
                                  T* dz, int d) {
-    // 1. (g * zhat).mean(axis=-1, keepdims=True),  g = dy * w
+    // 1. (g * zhat).mean(-1, keepdims=True), with
+    // ref: g = dout * w
     T part = T(0);
     for (int k = team.lane; k < d; k += team.size) part += dy[k] * w[k] * zhat[k];
     const T mean_gz = team.sum(part) / T(d);
-    // 2. dz = rstd * (g - zhat * mean(g * zhat))
+    // 2. the line below, lane by lane
+    // ref: dz = rstd * (g - zhat * (g * zhat).mean(-1, keepdims=True))
     for (int k = team.lane; k < d; k += team.size)
         dz[k] = rstd * (dy[k] * w[k] - zhat[k] * mean_gz);
 }
