@@ -29,3 +29,25 @@ def test_readme_usage_example_runs():
     printed = out.getvalue().splitlines()
     for line in promised:
         assert "True" in printed, f"README promises True from {line.strip()!r}, printed {printed}"
+
+
+def section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    m = re.search(rf"^## {title}[ \t]*\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    assert m, f'README.md has no "## {title}" section'
+    return m.group(1)
+
+
+def test_readme_layout_table_names_only_paths_that_exist():
+    rows = [line for line in section("Layout").splitlines() if line.startswith("| `")]
+    paths = [p for row in rows for p in re.findall(r"`([\w./-]+)`", row.split("|")[1])]
+    assert len(paths) >= 10, paths
+    missing = [p for p in paths if not (README.parent / p).exists()]
+    assert not missing, f"README's layout table names paths that do not exist: {missing}"
+
+
+def test_readme_quick_start_has_exactly_two_commands():
+    blocks = re.findall(r"^```bash[ \t]*\n(.*?)^```", section("Quick start"), flags=re.S | re.M)
+    commands = [line for b in blocks for line in b.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert len(commands) == 2, commands
