@@ -23,7 +23,7 @@ def test_layer_bench_quick_writes_json(tmp_path):
     res = run_layer_bench(str(tmp_path), quick=True, verbose=False, plot=False)
     data = json.loads((tmp_path / "layer_bench.json").read_text())
     assert data["benchmark"] == "layer" and data["quick"] is True
-    for key in ("config", "conventions", "machine", "points", "targets",
+    for key in ("config", "conventions", "machine", "points", "figures",
                 "matmul_numpy_gflops_median"):
         assert key in data
     assert data["machine"]["threads"] >= 1
@@ -35,14 +35,17 @@ def test_layer_bench_quick_writes_json(tmp_path):
             assert key in p
         for layer in ("vca", "mhsa"):
             q = p[layer]
-            for key in ("numpy_s", "torch_s", "numpy_over_torch", "numpy_cpu_s", "torch_cpu_s",
+            for key in ("reference_s", "reference_over_fast", "numpy_s", "torch_s", "numpy_over_torch",
+                        "numpy_cpu_s", "torch_cpu_s",
                         "numpy_over_torch_cpu", "numpy_peak_bytes", "torch_peak_bytes", "macs_fwd",
                         "numpy_gflops", "numpy_frac_of_matmul"):
                 assert key in q, (layer, key)
-            assert q["numpy_s"] > 0 and q["numpy_peak_bytes"] > 0 and q["macs_fwd"] > 0
+            assert q["numpy_s"] > 0 and q["reference_s"] > 0 and q["numpy_peak_bytes"] > 0 and q["macs_fwd"] > 0
             if torch_on:
                 assert q["torch_s"] > 0 and q["numpy_over_torch"] > 0
-    assert "vca_numpy_over_torch_N196" in data["targets"]
+    assert "vca_reference_over_fast_N196" in data["figures"]
+    if torch_on:
+        assert "vca_numpy_over_torch_N196" in data["figures"]
     assert res["points"][1]["vca"]["macs_fwd"] == vca_macs(196)
 
 
@@ -59,7 +62,8 @@ def test_model_bench_quick_writes_json(tmp_path):
     data = json.loads((tmp_path / "model_bench.json").read_text())
     assert data["benchmark"] == "model" and len(data["cases"]) == 2
     for c in data["cases"]:
-        for key in ("name", "model", "batch", "numpy_s", "numpy_images_per_s", "torch_s",
+        for key in ("name", "model", "batch", "reference_s", "reference_over_fast", "numpy_s",
+                    "numpy_images_per_s", "torch_s",
                     "torch_images_per_s", "numpy_over_torch_images_per_s", "numpy_cpu_s",
                     "numpy_over_torch_images_per_cpu_s", "macs_fwd_per_image"):
             assert key in c, key
