@@ -5,7 +5,8 @@
   (non-contiguous) and broadcast (zero-stride) inputs; outputs, caches and gradients must agree
   to round-off (normwise relative error, 1e-12 in float64 and 1e-5 in float32: the twins sum in
   another order).  A backward twin is fed the caches of both forwards (the twin's may carry more).
-  The CUDA twins run the same cases on CuPy arrays where a device answers.
+  The CUDA twins run the same cases on CuPy arrays where a device answers, and always on the
+  CuPy-strict stand-in.
 * The registry lists exactly the twins below; the switch (``VCA_REF_FAST=0``,
   ``set_enabled``, ``enabled``) turns every one of them off, seen by spies.
 * Each ``// ref:`` line of a ``.cuh`` kernel is a line of its reference source, verbatim.
@@ -116,12 +117,12 @@ def pool(mk):
 
 
 def adamw_wd(mk):
-    m, v = mk.param(7, 5, scale=0.1), np.abs(mk.param(7, 5, scale=0.1))
+    m, v = mk.param(7, 5, scale=0.1), abs(mk.param(7, 5, scale=0.1))
     return (mk.param(7, 5), mk.data(7, 5), m, v, 3e-2, 0.8, 0.95, 1e-3, 0.2, 3), {}
 
 
 def adamw_nowd(mk):
-    m, v = mk.param(11), np.abs(mk.param(11))
+    m, v = mk.param(11), abs(mk.param(11))
     return (mk.param(11), mk.data(11), m, v, 1e-2, 0.9, 0.999, 1e-8, 0.0, 1), {}
 
 
@@ -310,7 +311,16 @@ def _cuda_param():
     return pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skip(reason=f"no CUDA device: {describe()}")])
 
 
-@pytest.mark.parametrize("device", [_cuda_param()])
+@pytest.fixture(params=[_cuda_param(), "strict"])
+def device(request) -> str:
+    """``"cuda"`` where a device answers, and always the CuPy-strict stand-in (tests/cupy_strict.py)
+    playing it: there the kernels are computed by their NumPy twins, so the stand-in proves the
+    glue (predicates, argument order, caches) and the reference lines' CuPy path."""
+    if request.param == "strict":
+        request.getfixturevalue("strict_cupy")
+    return "cuda"
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("case", CUDA_CASES, ids=[c.id for c in CUDA_CASES])
