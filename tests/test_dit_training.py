@@ -83,7 +83,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         return (loss * np.nan if os.path.exists(ckpt) else loss), dout
 
     monkeypatch.setattr(generate, "output_mse_loss", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 12 \(epoch 1\).*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 13 \(epoch 2\): the loss became nan.*"
+                                               r"finite checkpoint \(epoch 1\) is kept"):
         train_dit(cfg)
     assert not os.path.exists(os.path.join(cfg.out_dir, FINAL_MODEL))
     model = create_dit(cfg.model, **cfg.model_overrides)
@@ -110,7 +111,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, objective):
 def test_config_and_resume_errors(tmp_path):
     with pytest.raises(ValueError, match="objective must be one of"):
         DiTTrainConfig(objective="score")
-    with pytest.raises(ValueError, match="unknown model 'huge'"):
+    with pytest.raises(ValueError, match=r"model must be one of \['tiny-digits', 'tiny-mnist'\], got 'huge'"):
         DiTTrainConfig(model="huge")
     with pytest.raises(ValueError, match="expects 28x28 images but dataset 'digits' has 8x8"):
         train_dit(tiny_cfg(tmp_path / "a", model="tiny-mnist", model_overrides={}))
@@ -183,7 +184,7 @@ def test_sample_from_run_and_ema_weights(short_run, tmp_path):
                             grid_path="")
     np.testing.assert_array_equal(out["images"], again["images"])
     assert again["grid_path"] is None
-    with pytest.raises(FileNotFoundError, match="finished train-dit run"):
+    with pytest.raises(FileNotFoundError, match="nothing is not a run folder"):
         sample_from_run(str(tmp_path / "nothing"))
 
 

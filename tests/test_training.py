@@ -51,7 +51,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_different_configuration(tmp_path):
     train_vit(ViTTrainConfig(epochs=2, out_dir=str(tmp_path), **TINY), stop_after=1)
-    with pytest.raises(ValueError, match=r"different configuration.*lr"):
+    with pytest.raises(ValueError, match=r"different settings \(lr: 0.005 in the run, 0.01 now\).*--overwrite"):
         train_vit(ViTTrainConfig(epochs=2, lr=1e-2, out_dir=str(tmp_path), **TINY), resume=True)
 
 
@@ -72,7 +72,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         return (loss * np.nan if calls["n"] > steps_per_epoch + 3 else loss), cache
 
     monkeypatch.setattr(classify, "cross_entropy_forward", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at step \d+ \(epoch 1\).*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match=rf"diverged at step {steps_per_epoch + 4} \(epoch 2\): the loss "
+                                               r"became nan.*finite checkpoint \(epoch 1\) is kept"):
         train_vit(cfg)
     state = load_file(str(tmp_path / CHECKPOINT))            # still a valid file ...
     assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f")
@@ -106,7 +107,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     if not cuda_available():
         assert rc == 2 and "device 'cuda' was requested but is not available" in err
     rc = main(["train-vit", "--model", "nope", "--out-dir", str(tmp_path), "--no-progress"])
-    assert rc == 2 and "unknown model 'nope'" in capsys.readouterr().err
+    assert rc == 2 and "argument --model: must be one of ['tiny-digits'" in capsys.readouterr().err
     rc = main(["train-vit", "--dataset", "digits", "--model", "tiny-mnist", "--out-dir", str(tmp_path),
                "--no-progress"])
     assert rc == 2 and "expects 28x28 images" in capsys.readouterr().err

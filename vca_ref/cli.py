@@ -9,16 +9,22 @@
                                      wall time, images/s); saves curves and sample grids
 
 Every run writes into a run folder (``--out-dir``): config.json, metrics.jsonl, checkpoints,
-plots.  ``vca-ref COMMAND --help`` lists every option with its default.
+plots.  A folder that already holds a run is continued with --resume or started again with
+--overwrite, never replaced silently.  ``vca-ref COMMAND --help`` lists every option with its
+default.  Every error is one line, ``vca-ref COMMAND: error: ...``, exit status 2 (--debug shows
+the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import math
 import os
 import sys
 import time
+import traceback
 
 from vca_ref import __version__
 
@@ -73,7 +79,7 @@ def _parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"argument --set: expected KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -116,7 +122,7 @@ def _force_single_thread_blas() -> None:
 def _train(args, cfg_cls, train_fn, describe) -> int:
     """Shared body of train-vit / train-dit: config from options, run, one summary line."""
     cfg = _config_from_args(cfg_cls, args, attention=args.attention)
-    s = train_fn(cfg, resume=args.resume, stop_after=args.stop_after)
+    s = train_fn(cfg, resume=args.resume, stop_after=args.stop_after, overwrite=args.overwrite)
     if s.get("kind") == "stopped":
         print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
     else:
@@ -153,13 +159,13 @@ def cmd_compare(args) -> int:
         from vca_ref.experiments.compare_dit import METRIC, compare_dit
         from vca_ref.experiments.generate import DiTTrainConfig
         cfg = _config_from_args(DiTTrainConfig, args, attention="vca")
-        rows = compare_dit(cfg, out_dir=args.out_dir)
+        rows = compare_dit(cfg, out_dir=args.out_dir, overwrite=args.overwrite)
         metric = METRIC
     else:
         from vca_ref.experiments.classify import ViTTrainConfig
         from vca_ref.experiments.compare import compare_vit
         cfg = _config_from_args(ViTTrainConfig, args, attention="vca")
-        rows = compare_vit(cfg, out_dir=args.out_dir)
+        rows = compare_vit(cfg, out_dir=args.out_dir, overwrite=args.overwrite)
         metric = ("test_acc", "test accuracy ↑")
     from vca_ref.experiments.compare import format_table
     print(format_table(rows, metric))
@@ -170,8 +176,42 @@ def cmd_compare(args) -> int:
 # --------------------------------------------------------------------------- parser
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
-    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+    _add_overwrite(p)
+    p.add_argument("--stop-after", type=_count, default=None, metavar="EPOCHS",
                    help="stop after this many epochs as a preemption would (resume later)")
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out-dir and start again")
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def _finite(text: str) -> float:
+    """argparse type: a finite real number."""
+    v = float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+for _t, _name in ((_count, "integer >= 1"), (_seed, "integer >= 0"), (_finite, "finite number")):
+    _t.__name__ = _name                     # argparse's "invalid <name> value: 'x'" message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--version", action="version", version=f"vca_ref {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -201,11 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir", help="a train-dit run folder")
     sp.add_argument("--sampler", choices=("ddim", "ddpm", "euler", "heun"), default=None,
                     help="sampler (default: ddim for DDPM runs, heun for flow runs)")
-    sp.add_argument("--steps", type=int, default=None,
+    sp.add_argument("--steps", type=_count, default=None,
                     help="sampling steps (default: ddim 50, ddpm 250, euler 50, heun 25)")
-    sp.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale")
-    sp.add_argument("--per-class", type=int, default=8, help="samples per class (one row each)")
-    sp.add_argument("--seed", type=int, default=0, help="sampling seed")
+    sp.add_argument("--cfg-scale", type=_finite, default=2.0, help="classifier-free guidance scale")
+    sp.add_argument("--per-class", type=_count, default=8, help="samples per class (one row each)")
+    sp.add_argument("--seed", type=_seed, default=0, help="sampling seed")
     sp.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
     sp.set_defaults(func=cmd_sample)
 
@@ -215,8 +256,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(cp, ViTTrainConfig, DiTTrainConfig, skip=("model_overrides", "attention", "out_dir"))
     cp.add_argument("--out-dir", default=None,
                     help="output folder (default: runs/compare, or runs/compare-dit with --task dit)")
+    _add_overwrite(cp)
     cp.set_defaults(func=cmd_compare)
+    for sub_p in (tv, td, sp, cp):
+        sub_p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="show the Python traceback of an error")
     return p
+
+
+# --------------------------------------------------------------------------- errors
+# optional package (top-level import name) -> the extra that installs it
+EXTRAS = {"tqdm": "train", "matplotlib": "train", "sklearn": "train", "threadpoolctl": "train",
+          "mlxtend": "train", "cupy": "gpu", "torch": "test"}
+
+
+def _flag(field: str) -> str:
+    return "--set" if field == "model_overrides" else "--" + field.replace("_", "-")
+
+
+def describe_error(e: BaseException) -> str:
+    """One line saying what went wrong and what to do, for every error a user can cause."""
+    from vca_ref.experiments.run_config import ConfigError
+    if isinstance(e, ConfigError):
+        return f"argument {_flag(e.field)}: {e.problem}"
+    if isinstance(e, ImportError) and e.name:
+        top = e.name.split(".")[0]
+        extra = EXTRAS.get(top, "train")
+        how = ("pip install --no-deps mlxtend" if top == "mlxtend"
+               else f"pip install 'vca_ref[{extra}]'")
+        return f"this needs the optional package {top!r}, which is not installed; install it with {how}"
+    if isinstance(e, OSError) and e.filename is not None and e.errno is not None:
+        text = f"{e.filename}: {e.strerror}"
+        if e.errno == errno.ENOSPC:
+            return text + "; free some space, then continue with --resume"
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return text + " (the folder is read-only or not yours); choose a writable --out-dir"
+        return text
+    if isinstance(e, MemoryError):
+        return "out of memory; try a smaller --batch-size or model"
+    return str(e)
+
+
+_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError, MemoryError)
 
 
 def main(argv=None) -> int:
@@ -226,8 +307,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         rc = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        print(f"vca-ref {args.command}: error: {e}", file=sys.stderr)
+    except _USER_ERRORS as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"vca-ref {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"vca-ref {args.command}: interrupted; a training run continues with --resume",
+              file=sys.stderr)
+        return 130
     print(f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     return rc

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vca_ref.backend import check_device, to_device, to_numpy
-from vca_ref.experiments.data import iterate_batches, load_dataset, num_batches, random_shift
-from vca_ref.models.vit import VIT_CONFIGS, create_vit
+from vca_ref.experiments.data import DATASETS, iterate_batches, load_dataset, num_batches, random_shift
+from vca_ref.experiments.run_config import check_choice, check_int, check_real, check_run_fields
+from vca_ref.experiments.runner import Run, Timer, clip_gradients, progress
+from vca_ref.models.vit import VIT_CONFIGS, ViTConfig, create_vit
 from vca_ref.ops.losses import cross_entropy_backward, cross_entropy_forward
-from vca_ref.train.clip import clip_grad_norm
 from vca_ref.train.optim import SGD, AdamW
-from vca_ref.experiments.runner import Run, Timer, check_choice, check_finite, check_positive, progress
 from vca_ref.train.schedule import cosine_warmup_lr
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -54,12 +54,12 @@ class ViTTrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.model not in VIT_CONFIGS:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(VIT_CONFIGS)}")
-        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
-        check_positive(self, ("epochs", "batch_size"))
-        if not isinstance(self.image_size, int) or self.image_size < 0:
-            raise ValueError(f"image_size must be an int >= 0 (0 keeps the dataset's size), got {self.image_size!r}")
+        check_run_fields(self, VIT_CONFIGS, ViTConfig, DATASETS)
+        check_choice(self, "optimizer", OPTIMIZERS)
+        check_real(self, "momentum", 0.0, 1.0, hi_open=True)
+        check_real(self, "label_smoothing", 0.0, 1.0, hi_open=True)
+        check_int(self, "augment_shift", 0)
+        check_int(self, "image_size", 0)               # 0 keeps the dataset's size
 
 
 def build_vit(cfg: ViTTrainConfig, image_size: int):
@@ -92,11 +92,13 @@ def evaluate_accuracy(model, x, y, batch_size: int = 500, device: str = "cpu") -
 
 
 def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None = None,
-              on_epoch=None) -> dict:
+              overwrite: bool = False, on_epoch=None) -> dict:
     """Train (or resume) a TinyViT run; returns the summary dict (also in summary.json).
 
     ``stop_after`` ends the process after that many completed epochs, as a preemption would
     (the checkpoint is written, no final model); ``resume=True`` then continues the run.
+    A folder that already holds a run needs ``resume`` or ``overwrite`` (start again).
+    Raises ``TrainingDiverged`` when the loss, a gradient or a layer's input becomes NaN/inf.
     ``on_epoch`` (if given) is called with each epoch's record once its checkpoint is written.
     """
     check_device(cfg.device)
@@ -105,9 +107,8 @@ def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None 
     model = build_vit(cfg, data.image_size)
     opt = build_optimizer(cfg, model)
     rngs = {"data": np.random.default_rng([cfg.seed, 1])}
-    run = Run(cfg.out_dir, cfg, resume=resume)
-    if resume:
-        run.load(model, opt, rngs)
+    run = Run(cfg.out_dir, cfg, resume=resume, overwrite=overwrite)
+    run.start(model, opt, rngs)
     steps_per_epoch = num_batches(len(data.x_train), cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
@@ -118,15 +119,14 @@ def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None 
         loss_sum, t_epoch = 0.0, time.perf_counter()
         for xb, yb in iterate_batches(data.x_train, data.y_train, cfg.batch_size, rngs["data"]):
             xb = random_shift(xb, cfg.augment_shift, rngs["data"])                 # (B, 1, H, W)
-            with Timer(st):
+            with Timer(st), run.guard():
                 opt.lr = cosine_warmup_lr(st.step, cfg.lr, total, warmup, min(cfg.min_lr, cfg.lr))
                 logits = model.forward(to_device(xb.astype(model.dtype), cfg.device))   # (B, K)
                 loss, c_ce = cross_entropy_forward(logits, to_device(yb, cfg.device), cfg.label_smoothing)
                 loss = float(loss)
-                check_finite(loss, st.step, st.epoch, run.dir)
+                run.check_finite("loss", loss)
                 model.backward(cross_entropy_backward(one, c_ce))
-                if cfg.clip_grad > 0:
-                    clip_grad_norm(model, cfg.clip_grad)
+                run.check_finite("gradient norm", clip_gradients(model, cfg.clip_grad))
                 opt.step()
             st.step += 1
             st.images_seen += len(xb)
@@ -134,12 +134,11 @@ def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None 
             bar.update()
             bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{st.images_seen / max(st.train_seconds, 1e-9):.0f}")
         bar.close()
-        st.epoch += 1
-        acc = evaluate_accuracy(model, data.x_test, data.y_test, device=cfg.device)
-        rec = run.log_epoch(train_loss=loss_sum / steps_per_epoch, test_acc=acc, lr=opt.lr,
-                            epoch_seconds=time.perf_counter() - t_epoch,
+        with run.guard():
+            acc = evaluate_accuracy(model, data.x_test, data.y_test, device=cfg.device)
+        rec = run.end_epoch(model, opt, rngs, train_loss=loss_sum / steps_per_epoch, test_acc=acc,
+                            lr=opt.lr, epoch_seconds=time.perf_counter() - t_epoch,
                             images_per_s=st.images_seen / max(st.train_seconds, 1e-9))
-        run.save(model, opt, rngs)
         if on_epoch is not None:
             on_epoch(rec)
         if cfg.progress:

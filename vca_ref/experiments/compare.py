@@ -17,14 +17,17 @@ from vca_ref.experiments.runner import write_json
 ATTENTIONS = ("vca", "mhsa")
 
 
-def compare_vit(cfg, out_dir: str = os.path.join("runs", "compare")) -> list[dict]:
-    """Train TinyViT with VCA and with MHSA (same seed, data, schedule); return one row each."""
+def compare_vit(cfg, out_dir: str = os.path.join("runs", "compare"), overwrite: bool = False) -> list[dict]:
+    """Train TinyViT with VCA and with MHSA (same seed, data, schedule); return one row each.
+
+    ``overwrite``: replace the runs an earlier comparison left in ``out_dir`` (else refused).
+    """
     from vca_ref.experiments.classify import train_vit
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for att in ATTENTIONS:
         run_cfg = dataclasses.replace(cfg, attention=att, out_dir=os.path.join(out_dir, f"vit-{att}"))
-        s = train_vit(run_cfg)
+        s = train_vit(run_cfg, overwrite=overwrite)
         rows.append({"attention": att, "test_acc": s["test_acc"], "params": s["params"],
                      "macs_per_image": s["macs_per_image"], "train_seconds": s["train_seconds"],
                      "images_per_s": s["images_per_s"], "history": s["history"],

@@ -43,21 +43,21 @@ CLASSIFIER_SETTINGS = {
 
 
 def train_judge(dataset: str, seed: int, out_dir: str, attention: str = "mhsa",
-                device: str = "cpu", progress: bool = True, **overrides) -> dict:
+                device: str = "cpu", progress: bool = True, overwrite: bool = False, **overrides) -> dict:
     """Train the TinyViT classifier that judges the samples; returns train_vit's summary."""
     from vca_ref.experiments.classify import ViTTrainConfig, train_vit
     names = {f.name for f in dataclasses.fields(ViTTrainConfig)}
     kw = {k: v for k, v in {**CLASSIFIER_SETTINGS[dataset], **overrides}.items() if k in names}
     cfg = ViTTrainConfig(dataset=dataset, attention=attention, seed=seed, device=device,
                          out_dir=out_dir, progress=progress, **kw)
-    return train_vit(cfg)
+    return train_vit(cfg, overwrite=overwrite)
 
 
 def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
                 num_per_class: int = 50, sampler: str | None = None, num_steps: int | None = None,
                 cfg_scale: float | None = None, classifier_run: str | None = None,
                 classifier_attention: str = "mhsa", classifier_overrides: dict | None = None,
-                attentions=ATTENTIONS) -> list[dict]:
+                attentions=ATTENTIONS, overwrite: bool = False) -> list[dict]:
     """Train one DiT per attention from ``cfg`` (same seed and budget), judge both, plot, return rows.
 
     Args:
@@ -72,6 +72,7 @@ def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
         classifier_overrides: :class:`~vca_ref.experiments.classify.ViTTrainConfig` fields that
             replace ``CLASSIFIER_SETTINGS[dataset]`` (e.g. ``{"epochs": 1}`` for a smoke test).
         attentions: the DiTs to train, in table order.
+        overwrite: replace the runs an earlier comparison left in ``out_dir`` (else refused).
     Returns:
         one dict per attention (fields in the module docstring); ``results.json`` also holds
         ``{"classifier": {"run_dir", "test_acc"}, "plots": {...}, "config": cfg}``.
@@ -85,7 +86,7 @@ def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
     if classifier_run is None:
         classifier_run = os.path.join(out_dir, "classifier")
         train_judge(cfg.dataset, cfg.seed, classifier_run, classifier_attention, cfg.device,
-                    cfg.progress, **(classifier_overrides or {}))
+                    cfg.progress, overwrite=overwrite, **(classifier_overrides or {}))
     judge = load_classifier(classifier_run, cfg.device)
     d = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)     # "standard"
     judge_acc = evaluate_accuracy(judge.model, d.x_test, d.y_test, device=cfg.device)
@@ -93,7 +94,7 @@ def compare_dit(cfg=None, out_dir: str = os.path.join("runs", "compare-dit"),
     rows = []
     for att in attentions:
         run_cfg = dataclasses.replace(cfg, attention=att, out_dir=os.path.join(out_dir, f"dit-{att}"))
-        s = train_dit(run_cfg)
+        s = train_dit(run_cfg, overwrite=overwrite)
         ev = evaluate_dit_run(run_cfg.out_dir, judge, num_per_class=num_per_class, seed=cfg.seed,
                               sampler=sampler, num_steps=num_steps, cfg_scale=cfg_scale)
         rows.append({"attention": att, "frechet_distance": ev["frechet_distance"],

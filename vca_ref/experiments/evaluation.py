@@ -23,7 +23,6 @@ Real images go through the very same function, so both sides are treated alike.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -57,13 +56,13 @@ def load_classifier(run_dir: str, device: str | None = None) -> DigitClassifier:
     from vca_ref.io.checkpoint import load_into
     from vca_ref.experiments.data import load_dataset
     from vca_ref.experiments.classify import ViTTrainConfig, build_vit
-    from vca_ref.experiments.runner import FINAL_MODEL, config_from_dict
-    cfg_path, model_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, FINAL_MODEL)
-    for p in (cfg_path, model_path):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} does not exist: is {run_dir!r} a finished train-vit run folder?")
-    with open(cfg_path) as f:
-        cfg = config_from_dict(ViTTrainConfig, json.load(f))
+    from vca_ref.experiments.generate import DiTTrainConfig
+    from vca_ref.experiments.run_config import read_run_config
+    from vca_ref.experiments.runner import FINAL_MODEL
+    cfg = read_run_config(run_dir, ViTTrainConfig, others=(DiTTrainConfig,))
+    model_path = os.path.join(run_dir, FINAL_MODEL)
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} does not exist: the train-vit run in {run_dir} has not finished")
     if device is not None:
         cfg.device = device
     data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed,

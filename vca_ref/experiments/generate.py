@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vca_ref.backend import check_device, to_device
-from vca_ref.experiments.data import iterate_batches, load_dataset, num_batches
+from vca_ref.experiments.data import DATASETS, iterate_batches, load_dataset, num_batches
+from vca_ref.experiments.run_config import check_choice, check_int, check_real, check_run_fields
+from vca_ref.experiments.runner import Run, Timer, clip_gradients, progress
 from vca_ref.diffusion import GaussianDiffusion, flow_training_inputs, output_mse_loss
 from vca_ref.diffusion.schedules import BETA_SCHEDULES
-from vca_ref.models.dit import DIT_CONFIGS, create_dit
-from vca_ref.train.clip import clip_grad_norm
+from vca_ref.models.dit import DIT_CONFIGS, DiTConfig, create_dit
 from vca_ref.train.ema import EMA
 from vca_ref.train.optim import AdamW
-from vca_ref.experiments.runner import Run, Timer, check_choice, check_finite, check_positive, progress
 from vca_ref.train.schedule import cosine_warmup_lr
 
 OBJECTIVES = ("ddpm", "flow")
@@ -79,13 +79,11 @@ class DiTTrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.model not in DIT_CONFIGS:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(DIT_CONFIGS)}")
-        check_choice(self.objective, OBJECTIVES, "objective")
-        check_choice(self.beta_schedule, BETA_SCHEDULES, "beta_schedule")
-        check_positive(self, ("epochs", "batch_size", "num_timesteps"))
-        if not 0.0 <= self.ema_decay <= 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
+        check_run_fields(self, DIT_CONFIGS, DiTConfig, DATASETS)
+        check_choice(self, "objective", OBJECTIVES)
+        check_choice(self, "beta_schedule", BETA_SCHEDULES)
+        check_int(self, "num_timesteps", 1)
+        check_real(self, "ema_decay", 0.0, 1.0)
 
 
 def build_dit(cfg: DiTTrainConfig, image_size: int | None = None):
@@ -138,12 +136,14 @@ def validation_loss(model, cfg, diffusion, x, y, batch_size: int = 500) -> float
 
 
 def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None = None,
-              on_epoch=None) -> dict:
+              overwrite: bool = False, on_epoch=None) -> dict:
     """Train (or resume) a TinyDiT run; returns the summary dict (also in ``summary.json``).
 
     Args:
         cfg: the run configuration; its ``out_dir`` is the run folder.
         resume: continue from ``out_dir/checkpoint.safetensors`` (same config, ``epochs`` may grow).
+        overwrite: delete the run already in ``out_dir`` and start again (without ``resume`` or
+            ``overwrite``, a folder that holds a run is refused).
         stop_after: end after that many completed epochs, as a preemption would (the checkpoint
             is written, no final model); returns ``{"kind": "stopped", "epoch", "step"}``.
         on_epoch: called with each epoch's record once its checkpoint is written (a grid's
@@ -153,7 +153,8 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
         "macs_per_image", "train_seconds", "images_per_s", "epochs", "steps", "history"}``;
         ``history`` is the list of per-epoch records of ``metrics.jsonl``.
     Raises:
-        TrainingDiverged: the loss became NaN/inf (the last good checkpoint is kept).
+        TrainingDiverged: the loss, a gradient or a layer's input became NaN/inf (the last
+            finite checkpoint is kept).
     """
     check_device(cfg.device)
     data = load_dataset(cfg.dataset, test_fraction=cfg.test_fraction, seed=cfg.seed,
@@ -165,9 +166,8 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
     rngs = {"data": np.random.default_rng([cfg.seed, 1]),
             "noise": np.random.default_rng([cfg.seed, 2]),
             "labels": np.random.default_rng([cfg.seed, 3])}
-    run = Run(cfg.out_dir, cfg, resume=resume)
-    if resume:
-        run.load(model, opt, rngs, ema=ema)
+    run = Run(cfg.out_dir, cfg, resume=resume, overwrite=overwrite)
+    run.start(model, opt, rngs, ema=ema)
     steps_per_epoch = num_batches(len(data.x_train), cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
@@ -177,15 +177,14 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
                        cfg.progress)
         loss_sum, t_epoch = 0.0, time.perf_counter()
         for xb, yb in iterate_batches(data.x_train, data.y_train, cfg.batch_size, rngs["data"]):
-            with Timer(st):
+            with Timer(st), run.guard():
                 opt.lr = cosine_warmup_lr(st.step, cfg.lr, total, warmup, min(cfg.min_lr, cfg.lr))
                 x0 = to_device(xb.astype(model.dtype), cfg.device)                # (B, Cin, H, W)
                 loss, dout = diffusion_loss(model, cfg, diffusion, x0, to_device(yb, cfg.device),
                                             rngs["noise"], rngs["labels"], train=True)
-                check_finite(loss, st.step, st.epoch, run.dir)
+                run.check_finite("loss", loss)
                 model.backward(dout)
-                if cfg.clip_grad > 0:
-                    clip_grad_norm(model, cfg.clip_grad)
+                run.check_finite("gradient norm", clip_gradients(model, cfg.clip_grad))
                 opt.step()
                 ema.update(model)
             st.step += 1
@@ -194,13 +193,11 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
             bar.update()
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{st.images_seen / max(st.train_seconds, 1e-9):.0f}")
         bar.close()
-        st.epoch += 1
-        with ema.applied_to(model):
+        with ema.applied_to(model), run.guard():
             val = validation_loss(model, cfg, diffusion, data.x_test, data.y_test)
-        rec = run.log_epoch(train_loss=loss_sum / steps_per_epoch, val_loss=val, lr=opt.lr,
-                            epoch_seconds=time.perf_counter() - t_epoch,
+        rec = run.end_epoch(model, opt, rngs, ema=ema, train_loss=loss_sum / steps_per_epoch,
+                            val_loss=val, lr=opt.lr, epoch_seconds=time.perf_counter() - t_epoch,
                             images_per_s=st.images_seen / max(st.train_seconds, 1e-9))
-        run.save(model, opt, rngs, ema=ema)
         if on_epoch is not None:
             on_epoch(rec)
         if cfg.progress:

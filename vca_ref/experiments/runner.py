@@ -1,17 +1,29 @@
-"""What every training run shares: the run folder, metrics, progress, checkpoints, NaN guard.
+"""What every training run shares: the run folder, its history, checkpoints, the NaN guard.
 
 A run folder holds
 
-    config.json                 the full run configuration (written atomically)
+    config.json                 the full run configuration
     metrics.jsonl               one JSON object per line (per epoch, plus a final summary)
-    checkpoint.safetensors      the latest good training state (model + optimiser + EMA +
-                                step + RNG states), rewritten atomically after every epoch
+    checkpoint.safetensors      the latest training state (model + optimiser + EMA + step + RNG
+                                states + the history of every completed epoch)
     model.safetensors           the final weights alone, PyTorch names and layouts
+    summary.json                the final summary
 
-``--resume`` loads ``checkpoint.safetensors`` and continues at the next epoch.  Batches and
-noise come from generators whose states are saved in the checkpoint, and every epoch draws its
-batch order from the data generator's state at the epoch start, so a resumed run reproduces the
-uninterrupted one exactly (same seed, same numbers).
+Nothing is lost and nothing is counted twice, whenever the process stops:
+
+1. **Before any file changes**, the configuration, dataset and model are built (each checks
+   its input), the folder is checked (a folder that already holds a run needs ``resume`` to
+   continue it or ``overwrite`` to start again), a resumed checkpoint is read and validated in
+   full, and a probe file proves the folder writable.
+2. **Each epoch** first rewrites the checkpoint (atomically: old or new, never torn) with the
+   epoch's record inside it, and only then appends the record to ``metrics.jsonl``.
+3. **On resume**, ``metrics.jsonl`` is rewritten from the checkpoint's history, so the line of
+   an epoch whose checkpoint never landed (or a half-written line) disappears; temporary files
+   of interrupted writes are removed.
+
+Batches and noise come from generators whose states are saved in the checkpoint, and every
+epoch draws its batch order from the data generator's state at the epoch start, so a resumed
+run reproduces the uninterrupted one bit for bit.
 """
 from __future__ import annotations
 
@@ -20,75 +32,65 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 
-from vca_ref.io.checkpoint import load_training_state, save_module, save_training_state
-from vca_ref.io.safetensors_format import atomic_write
+import numpy as np
 
-CHECKPOINT = "checkpoint.safetensors"
-FINAL_MODEL = "model.safetensors"
+from vca_ref.backend import to_numpy
+from vca_ref.experiments.run_config import read_json
+from vca_ref.io.atomic import atomic_write, check_writable_folder, remove_stale_temps
+from vca_ref.io.checkpoint import load_training_state, read_metadata, save_module, save_training_state
+from vca_ref.nn.checks import NonFiniteError
+from vca_ref.train.clip import clip_grad_norm, grad_norm
+
+CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
+CHECKPOINT, FINAL_MODEL = "checkpoint.safetensors", "model.safetensors"
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, FINAL_MODEL, SUMMARY)
+RESUMABLE_FIELDS = ("epochs", "progress", "out_dir")      # may change when a run is resumed
 
 
 class TrainingDiverged(RuntimeError):
-    """Raised when the loss becomes NaN or inf; the last good checkpoint is kept."""
-
-
-def check_finite(loss: float, step: int, epoch: int, run_dir: str) -> None:
-    """Stop with a clear message when ``loss`` is NaN/inf."""
-    if not math.isfinite(loss):
-        ckpt = os.path.join(run_dir, CHECKPOINT)
-        kept = (f"the last good checkpoint is kept at {ckpt}" if os.path.exists(ckpt)
-                else "no checkpoint was written yet")
-        raise TrainingDiverged(
-            f"loss became {loss} at step {step} (epoch {epoch}); training stopped and {kept}. "
-            "Try a lower --lr or a smaller --clip-grad.")
+    """The loss, a gradient or a layer's input became NaN/inf; the last finite checkpoint is kept."""
 
 
 def write_json(path: str, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def check_choice(value, choices, name: str) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-
-
-def check_positive(cfg, names) -> None:
-    """Raise ``ValueError`` for any field of ``cfg`` in ``names`` that is below 1."""
-    for name in names:
-        if int(getattr(cfg, name)) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-
-
-def config_from_dict(cls, d: dict):
-    """Build a run-config dataclass from a dict, rejecting unknown keys by name."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {unknown}; expected some of {sorted(names)}")
-    return cls(**d)
+def clip_gradients(model, max_norm: float) -> float:
+    """The total gradient norm; the gradients are clipped to ``max_norm`` first when it is > 0."""
+    return clip_grad_norm(model, max_norm) if max_norm > 0 else grad_norm(model)
 
 
 class MetricsLog:
-    """Append-only JSON-lines metrics file."""
+    """The JSON-lines metrics file: appended once per epoch, rewritten whole on resume."""
 
-    def __init__(self, path: str, resume: bool):
+    def __init__(self, path: str):
         self.path = path
-        if not resume and os.path.exists(path):
-            os.remove(path)
 
-    def write(self, **record) -> None:
+    def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
+    def rewrite(self, records: list[dict]) -> None:
+        atomic_write(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+
     def read(self) -> list[dict]:
+        """Every record; a torn last line (a stop mid-append) is dropped, damage elsewhere named."""
         if not os.path.exists(self.path):
             return []
         with open(self.path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            *complete, torn = f.read().split("\n")
+        out = []
+        for i, line in enumerate(complete, 1):
+            try:
+                if line.strip():
+                    out.append(json.loads(line))
+            except ValueError:
+                raise ValueError(f"{self.path} line {i} is not valid JSON; the file is damaged") from None
+        return out
 
 
 def progress(total: int, desc: str, enabled: bool):
@@ -124,60 +126,123 @@ class RunState:
 
 
 class Run:
-    """A run folder: config, metrics, checkpoints and resume."""
+    """A run folder: checked on creation, written by :meth:`start`, :meth:`end_epoch`, :meth:`finish`."""
 
-    def __init__(self, out_dir: str, config, resume: bool = False):
-        self.dir = out_dir
-        os.makedirs(out_dir, exist_ok=True)
-        self.config = config
-        self.resume = resume
-        self.metrics = MetricsLog(os.path.join(out_dir, "metrics.jsonl"), resume)
+    def __init__(self, out_dir: str, config, resume: bool = False, overwrite: bool = False):
+        if resume and overwrite:
+            raise ValueError("--resume continues a run and --overwrite starts it again: give one")
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise NotADirectoryError(f"--out-dir {out_dir} is a file, expected a run folder")
+        held = [f for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
+        if held and not (resume or overwrite):
+            raise FileExistsError(f"{out_dir} already holds a run ({', '.join(held)}); pass --resume "
+                                  "to continue it, or --overwrite to delete it and start again")
+        if resume and CONFIG not in held and CHECKPOINT not in held:
+            raise FileNotFoundError(f"--resume: {out_dir} holds no run to continue (no {CHECKPOINT})")
+        self.dir, self.config, self.resume, self.overwrite = out_dir, config, resume, overwrite
+        self.metrics = MetricsLog(os.path.join(out_dir, METRICS))
         self.state = RunState()
-        if not resume:
-            write_json(os.path.join(out_dir, "config.json"), asdict(config))
 
     @property
     def checkpoint_path(self) -> str:
         return os.path.join(self.dir, CHECKPOINT)
 
-    def save(self, model, optimizer, rngs: dict, ema=None) -> None:
+    # ------------------------------------------------------------------ start / resume
+    def start(self, model, optimizer, rngs: dict, ema=None) -> None:
+        """Resume (validated in full) or start afresh; only then write config and metrics."""
+        history = []
+        if self.resume and os.path.exists(self.checkpoint_path):
+            history = self._load(model, optimizer, rngs, ema)
+        elif self.resume:                        # stopped in its first epoch: nothing to restore
+            self._check_same_config(read_json(os.path.join(self.dir, CONFIG)),
+                                    os.path.join(self.dir, CONFIG))
+        check_writable_folder(self.dir)
+        # ---- from here on, the folder changes
+        remove_stale_temps(self.dir, RUN_FILES)
+        if self.overwrite:
+            for f in RUN_FILES:
+                if os.path.exists(os.path.join(self.dir, f)):
+                    os.remove(os.path.join(self.dir, f))
+        write_json(os.path.join(self.dir, CONFIG), asdict(self.config))
+        self.metrics.rewrite(history)
+
+    def _check_same_config(self, saved, where: str) -> None:
+        mine = asdict(self.config)
+        saved = saved if isinstance(saved, dict) else {}
+        differs = [k for k in mine if k not in RESUMABLE_FIELDS and saved.get(k) != mine[k]]
+        if differs:
+            changes = "; ".join(f"{k}: {saved.get(k)!r} in the run, {mine[k]!r} now" for k in differs)
+            raise ValueError(f"--resume: {self.dir} was made with different settings ({changes}); "
+                             f"resume with the run's settings (see {where}), or start again with "
+                             "--overwrite")
+
+    def _load(self, model, optimizer, rngs, ema) -> list[dict]:
+        """Restore everything from the checkpoint (all-or-nothing); returns the history."""
+        meta = read_metadata(self.checkpoint_path)
+        self._check_same_config(json.loads(meta.get("config", "{}")), self.checkpoint_path)
+        ts = load_training_state(self.checkpoint_path, model, optimizer, ema=ema, rng=rngs)
+        rs = json.loads(ts.metadata.get("run_state", "{}"))
+        epoch = int(rs.get("epoch", 0))
+        if "history" in ts.metadata:
+            history = json.loads(ts.metadata["history"])
+        else:                                    # a checkpoint from before history lived in it
+            history = [r for r in self.metrics.read()
+                       if r.get("kind") == "epoch" and r.get("epoch", 0) <= epoch]
+        self.state = RunState(epoch=epoch, step=ts.step,
+                              train_seconds=float(rs.get("train_seconds", 0.0)),
+                              images_seen=int(rs.get("images_seen", 0)), history=history)
+        return history
+
+    # ------------------------------------------------------------------ divergence
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The error for a NaN/inf seen during the current step (epochs counted from 1)."""
         s = self.state
+        if os.path.exists(self.checkpoint_path):
+            kept = (f"the last finite checkpoint (epoch {s.history[-1]['epoch'] if s.history else 0}) "
+                    f"is kept at {self.checkpoint_path}")
+        else:
+            kept = "no checkpoint was written yet"
+        return TrainingDiverged(
+            f"training diverged at step {s.step + 1} (epoch {s.epoch + 1}): {what}; training stopped "
+            f"and {kept}. Start again with --overwrite and a lower --lr or a smaller --clip-grad")
+
+    def check_finite(self, what: str, value: float) -> None:
+        """Raise :meth:`diverged` unless ``value`` (the loss, a gradient norm) is finite."""
+        if not math.isfinite(value):
+            raise self.diverged(f"the {what} became {value}")
+
+    @contextmanager
+    def guard(self):
+        """Inside a training step or an evaluation: a layer's NaN/inf input means divergence."""
+        try:
+            yield
+        except NonFiniteError as e:
+            raise self.diverged(f"a layer's input became non-finite ({e})") from None
+
+    # ------------------------------------------------------------------ per epoch, at the end
+    def end_epoch(self, model, optimizer, rngs: dict, ema=None, **metrics) -> dict:
+        """Count the epoch, write the checkpoint (the epoch's record inside), then the metrics line."""
+        s = self.state
+        for name, v in model.state_dict().items():
+            if not bool(np.isfinite(to_numpy(v)).all()):
+                raise self.diverged(f"the weights {name!r} became non-finite")
+        s.epoch += 1
+        record = {"kind": "epoch", "epoch": s.epoch, "step": s.step, **metrics}
+        history = s.history + [record]
+        run_state = {"epoch": s.epoch, "train_seconds": s.train_seconds, "images_seen": s.images_seen}
         save_training_state(self.checkpoint_path, model, optimizer, ema=ema, step=s.step, rng=rngs,
                             config=asdict(self.config),
-                            metadata={"run_state": json.dumps(
-                                {"epoch": s.epoch, "train_seconds": s.train_seconds,
-                                 "images_seen": s.images_seen})})
-
-    def load(self, model, optimizer, rngs: dict, ema=None) -> None:
-        """Restore everything from the run's checkpoint (all-or-nothing)."""
-        if not os.path.exists(self.checkpoint_path):
-            raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
-        ts = load_training_state(self.checkpoint_path, model, optimizer, ema=ema, rng=rngs)
-        saved_cfg = ts.config or {}
-        mine = asdict(self.config)
-        differs = sorted(k for k in mine if k not in ("epochs", "progress", "out_dir", "resume")
-                         and saved_cfg.get(k) != mine[k])
-        if differs:
-            raise ValueError(f"--resume: the checkpoint was made with a different configuration "
-                             f"(fields {differs}); resume with the same settings")
-        rs = json.loads(ts.metadata.get("run_state", "{}"))
-        self.state = RunState(epoch=int(rs.get("epoch", 0)), step=ts.step,
-                              train_seconds=float(rs.get("train_seconds", 0.0)),
-                              images_seen=int(rs.get("images_seen", 0)),
-                              history=[r for r in self.metrics.read() if r.get("kind") == "epoch"])
-
-    def log_epoch(self, **record) -> dict:
-        record = {"kind": "epoch", "epoch": self.state.epoch, "step": self.state.step, **record}
-        self.metrics.write(**record)
-        self.state.history.append(record)
+                            metadata={"run_state": json.dumps(run_state),
+                                      "history": json.dumps(history)})
+        self.metrics.append(record)
+        s.history = history
         return record
 
     def finish(self, model, summary: dict) -> dict:
-        save_module(model, os.path.join(self.dir, FINAL_MODEL),
-                    config=asdict(self.config))
+        save_module(model, os.path.join(self.dir, FINAL_MODEL), config=asdict(self.config))
         summary = {"kind": "summary", **summary}
-        self.metrics.write(**summary)
-        write_json(os.path.join(self.dir, "summary.json"), summary)
+        self.metrics.append(summary)
+        write_json(os.path.join(self.dir, SUMMARY), summary)
         return summary
 
 

@@ -16,7 +16,6 @@ Shapes: labels (M,) int in [0, K); images (M, Cin, H, W) float32 NumPy.
 """
 from __future__ import annotations
 
-import json
 import os
 from contextlib import nullcontext
 
@@ -98,15 +97,15 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
 # --------------------------------------------------------------------------- run folders
 def load_dit_run(run_dir: str, device: str | None = None):
     """``(model, cfg)`` of a finished run: ``config.json`` + ``model.safetensors`` (EMA weights)."""
+    from vca_ref.experiments.classify import ViTTrainConfig
     from vca_ref.experiments.generate import DiTTrainConfig, build_dit
-    from vca_ref.experiments.runner import FINAL_MODEL, config_from_dict
-    cfg_path, model_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, FINAL_MODEL)
-    for p in (cfg_path, model_path):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} does not exist: is {run_dir!r} a finished train-dit run "
-                                    "folder? (an interrupted run continues with --resume)")
-    with open(cfg_path) as f:
-        cfg = config_from_dict(DiTTrainConfig, json.load(f))
+    from vca_ref.experiments.run_config import read_run_config
+    from vca_ref.experiments.runner import FINAL_MODEL
+    cfg = read_run_config(run_dir, DiTTrainConfig, others=(ViTTrainConfig,))
+    model_path = os.path.join(run_dir, FINAL_MODEL)
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} does not exist: the train-dit run in {run_dir} has not "
+                                "finished (an interrupted run continues with --resume)")
     if device is not None:
         cfg.device = device
     model = build_dit(cfg)
