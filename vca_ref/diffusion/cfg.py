@@ -12,6 +12,8 @@ this package can use it unchanged.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from vca_ref.backend import device_of, get_array_module, to_device
@@ -39,6 +41,8 @@ def guided_model(model, scale: float, null_class: int):
     The wrapper stacks (x, y) and (x, null) into one batch of 2B, calls the model once and
     combines the halves with :func:`cfg_combine`.  With ``scale == 1`` the model is returned as is.
     """
+    if not math.isfinite(scale):
+        raise ValueError(f"the guidance scale must be a finite number, got {scale}")
     if scale == 1.0:
         return model
 

@@ -75,7 +75,8 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - sklearn is a train dependency
-        raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from e
+        raise ImportError("the 'digits' dataset needs scikit-learn, which is not installed; install "
+                          "it with pip install 'vca_ref[train]'", name="sklearn") from e
     d = load_digits()
     x = (d.images.astype(np.float32) / np.float32(16.0))[:, None]     # (1797, 1, 8, 8) in [0, 1]
     return x, d.target.astype(np.int64)                                # (1797,)

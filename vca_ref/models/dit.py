@@ -232,6 +232,12 @@ class TinyDiT(Module):
         for name, v in (("t", t), ("y", y)):
             if not hasattr(v, "shape") or tuple(v.shape) != (B,):
                 raise ValueError(f"{name} must have shape ({B},) to match x, got {getattr(v, 'shape', v)!r}")
+        if np.dtype(t.dtype).kind not in "iuf":
+            raise TypeError(f"t must hold real timesteps (an integer or float dtype), got dtype {t.dtype}")
+        if np.dtype(y.dtype).kind not in "iu":
+            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+        if not bool(get_array_module(t).isfinite(t).all()):
+            raise ValueError("t contains NaN or inf timesteps; expected finite values")
         # 1. patch tokens + fixed position embedding
         h = self.x_embedder(x) + self.buffers["pos_embed"]                      # (B, N, C)
         # 2. conditioning vector
