@@ -8,7 +8,7 @@ float32, no prefix token, square token grids 16x16 .. 128x128 (N = 256 .. 16,384
   ``mhsa_forward`` + ``mhsa_backward``) on CuPy arrays, CUDA kernels on (the default);
 * **CuPy, no kernels**: the same with ``kernels.enabled(False)``: the plain CuPy reference lines,
   which shows what the hand-written kernels buy;
-* **PyTorch**: the PyTorch twin of :mod:`.torch_ref` (autograd, eager, explicit ``q k^T``
+* **PyTorch**: the PyTorch twin of :mod:`vca_ref.pytorch.attention` (autograd, eager, explicit ``q k^T``
   attention, no fused SDPA) on CUDA, loaded with the same weights, fed the same input and
   upstream gradient.  Before timing, its output and input gradient are compared with CuPy's.
 

@@ -1,7 +1,7 @@
 """PyTorch twins of TinyViT and TinyDiT, for timing only (CPU eager autograd).
 
 Idiomatic torch modules (``nn.Conv2d`` patch embedding, ``nn.LayerNorm``, ``nn.GELU``,
-``nn.Linear``, ``nn.Embedding``) around the attention twins of :mod:`.torch_ref`, built from a
+``nn.Linear``, ``nn.Embedding``) around the attention twins of :mod:`vca_ref.pytorch.attention`, built from a
 ``vca_ref`` model and loaded with its exact parameter values (:func:`torch_twin`), so both sides
 compute the same function; :mod:`.model` checks the outputs agree before timing.
 
