@@ -3,7 +3,9 @@
 Random: batch 1-3, heads 1-4, head dim 1-3, non-square grids up to 5x5, any pooling grid up to
 the token grid (most of them do not divide it), 0 or 1 prefix tokens, layer index 0-11 and
 every option of the specification's (docs/spec.md) table; random non-zero parameters.  Shapes stay tiny so that each
-example takes milliseconds.  ``VCA_HYPOTHESIS_EXAMPLES`` raises the example count for a soak run.
+example takes milliseconds.  Each run draws 240 random VCA configurations (40 checked against the
+PyTorch oracle, 100 for the float32 rule, 100 for the softmax rows) plus 40 MHSA and 100 softmax
+inputs; ``VCA_HYPOTHESIS_EXAMPLES`` raises every count to at least that number for a soak run.
 """
 import os
 
@@ -15,8 +17,12 @@ from hypothesis.extra import numpy as hnp
 from helpers import TOL, compare, make_mhsa, make_vca, module_pairs, tokens
 from vca_ref.ops.softmax import softmax_backward, softmax_forward
 
-EXAMPLES = int(os.environ.get("VCA_HYPOTHESIS_EXAMPLES", "30"))
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None)
+SOAK = int(os.environ.get("VCA_HYPOTHESIS_EXAMPLES", "0"))
+
+
+def examples(n: int):
+    """Hypothesis settings drawing ``n`` examples (or the soak count, if larger)."""
+    return settings(max_examples=max(n, SOAK), deadline=None)
 
 
 @st.composite
@@ -34,14 +40,14 @@ def vca_configs(draw):
                 differential=draw(st.sampled_from(["both", "stage1", "stage2", "none"])))
 
 
-@SETTINGS
+@examples(40)
 @given(cfg=vca_configs(), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_vca_matches_torch_float64(cfg, batch, seed):
     m = make_vca(cfg, seed=seed)
     compare(module_pairs(m, tokens(m, batch=batch, seed=seed)), TOL[np.float64], np.float64)
 
 
-@SETTINGS
+@examples(100)
 @given(cfg=vca_configs(), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_vca_float32_stays_float32_and_finite(cfg, batch, seed):
     """The dtype rule at random configurations: float32 in, float32 out (y, dx, every grad).
@@ -60,7 +66,7 @@ def test_vca_float32_stays_float32_and_finite(cfg, batch, seed):
         assert np.all(np.isfinite(a)), name
 
 
-@SETTINGS
+@examples(40)
 @given(heads=st.integers(1, 4), d=st.integers(1, 3), batch=st.integers(1, 3),
        seed=st.integers(0, 2**16))
 def test_mhsa_matches_torch_float64(heads, d, batch, seed):
@@ -68,7 +74,7 @@ def test_mhsa_matches_torch_float64(heads, d, batch, seed):
     compare(module_pairs(m, tokens(m, batch=batch, seed=seed)), TOL[np.float64], np.float64)
 
 
-@SETTINGS
+@examples(100)
 @given(cfg=vca_configs(), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_vca_attention_rows_sum_to_one(cfg, batch, seed):
     """Every softmax inside VCA (Stage I rows, Stage II joint or separate rows) sums to 1."""
@@ -84,7 +90,7 @@ def test_vca_attention_rows_sum_to_one(cfg, batch, seed):
         assert c.s2.y.shape[-1] == 2 * n                        # ONE softmax over the joint bank
 
 
-@SETTINGS
+@examples(100)
 @given(x=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
                     elements=st.floats(-1e4, 1e4, allow_nan=False)))
 def test_softmax_rows_sum_to_one_and_backward_is_finite(x):
