@@ -18,26 +18,20 @@ Every twin returns what its reference returns (same values up to rounding, same 
 has a parity test (``tests/test_fast_parity.py``).  The registry is imported on the first
 dispatch, so no import cycle can form between the reference modules and their twins.
 
-One switch runs the reference alone: the environment variable ``VCA_REF_FAST=0`` (read at import
-and by ``set_enabled(None)``), :func:`set_enabled` or ``with enabled(False): ...``.  The CUDA
+One switch runs the reference alone: the environment variable ``VCA_REF_FAST=0``,
+:func:`set_enabled` (False) or ``with enabled(False): ...``.  The CUDA
 kernels have a second, narrower switch of their own (``VCA_REF_KERNELS=0``,
 :func:`vca_ref.fast.kernels.set_enabled`) that leaves the CPU twins on.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 from typing import Callable, NamedTuple
 
+from vca_ref.fast.switch import Switch
+
 ENV_VAR = "VCA_REF_FAST"
-
-
-def _from_environment() -> bool:
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
-
-
-_enabled: bool = _from_environment()
+SWITCH = Switch(ENV_VAR)
 _twins: dict | None = None      # reference name -> ((accepts, twin), ...), built on first dispatch
 
 
@@ -56,27 +50,18 @@ def reference_name(fn) -> str:
 
 def is_enabled() -> bool:
     """True unless switched off by ``VCA_REF_FAST=0``, :func:`set_enabled` or :func:`enabled`."""
-    return _enabled
+    return SWITCH.is_on()
 
 
-def set_enabled(flag: bool | None) -> bool:
-    """Turn every override on or off (``None``: follow ``VCA_REF_FAST``); returns the previous state."""
-    global _enabled
-    if flag is not None and not isinstance(flag, bool):
-        raise TypeError(f"set_enabled expects True, False or None, got {flag!r}")
-    previous = _enabled
-    _enabled = _from_environment() if flag is None else flag
-    return previous
+def set_enabled(flag: bool | None) -> bool | None:
+    """Turn every override on or off (``None``: follow ``VCA_REF_FAST``); returns the previous
+    setting (None when it followed the environment)."""
+    return SWITCH.set(flag)
 
 
-@contextlib.contextmanager
 def enabled(flag: bool):
     """``with enabled(False): ...`` runs every reference function alone inside the block."""
-    previous = set_enabled(flag)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
+    return SWITCH.scoped(flag)
 
 
 def overrides() -> tuple[Override, ...]:
@@ -105,7 +90,7 @@ def overridable(reference: Callable) -> Callable:
 
     @functools.wraps(reference)
     def dispatch(*args, **kwargs):
-        if _enabled:
+        if SWITCH.is_on():
             for accepts, twin in _twins_of(name):
                 if accepts(*args, **kwargs):
                     return twin(*args, **kwargs)

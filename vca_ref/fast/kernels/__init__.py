@@ -26,13 +26,12 @@ This module never imports CuPy (only :mod:`vca_ref.backend` does).
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from importlib import resources
 
 import numpy as np
 
 from vca_ref.backend import is_cuda_array
+from vca_ref.fast.switch import Switch
 
 ENV_VAR = "VCA_REF_KERNELS"
 
@@ -40,33 +39,22 @@ ENV_VAR = "VCA_REF_KERNELS"
 CUH_FILES = ("common.cuh", "reduce.cuh", "activations.cuh", "combine.cuh", "softmax.cuh",
              "rmsnorm.cuh", "adamw.cuh")
 
-_override: bool | None = None       # set_enabled(); None means "follow the environment"
+SWITCH = Switch(ENV_VAR)
 
 
 def kernels_enabled() -> bool:
     """True unless switched off by :func:`set_enabled` or ``VCA_REF_KERNELS=0``."""
-    if _override is not None:
-        return _override
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+    return SWITCH.is_on()
 
 
 def set_enabled(flag: bool | None) -> bool | None:
     """Force the kernels on/off (``None``: follow the environment); returns the previous value."""
-    global _override
-    if flag is not None and not isinstance(flag, bool):
-        raise TypeError(f"set_enabled expects True, False or None, got {flag!r}")
-    previous, _override = _override, flag
-    return previous
+    return SWITCH.set(flag)
 
 
-@contextlib.contextmanager
 def enabled(flag: bool):
     """``with enabled(False): ...`` runs the plain CuPy reference lines inside the block."""
-    previous = set_enabled(flag)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
+    return SWITCH.scoped(flag)
 
 
 def applies(*arrays) -> bool:
