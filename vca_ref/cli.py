@@ -6,7 +6,11 @@
     vca-ref compare    [--task vit|dit] [options]
                                      train VCA and MHSA with the same seed and budget and print
                                      a table (accuracy or Fréchet distance, parameters, MACs,
-                                     wall time, images/s); saves curves and sample grids
+                                     wall time, images/s); saves curves and sample grids;
+                                     --seeds 0,1,2: mean ± std and the paired difference
+    vca-ref ablate     [--variants V,V] [--seeds S,S] [options]
+                                     the paper's ablation variants and MHSA over seeds
+    vca-ref sweep      FIELD VALUE…  one config field over values, over seeds
 
 Every run writes into a run folder (``--out-dir``): config.json, metrics.jsonl, checkpoints,
 plots.  A folder that already holds a run is continued with --resume or started again with
@@ -153,6 +157,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    if args.seeds is not None:
+        return cmd_compare_seeds(args)
     if args.out_dir is None:
         args.out_dir = os.path.join("runs", "compare-dit" if args.task == "dit" else "compare")
     if args.task == "dit":
@@ -171,6 +177,98 @@ def cmd_compare(args) -> int:
     print(format_table(rows, metric))
     print(f"(run folders, metrics, table and plots under {args.out_dir})")
     return 0
+
+
+# --------------------------------------------------------------------------- research grids
+# `ablate`, `sweep` and `compare --seeds`: grids of (label, seed) run folders, resumable, one
+# progress bar (vca_ref.experiments.grid); mean ± std over seeds and paired differences.
+# the timed default grid (docs/reproduction.md): TinyViT on the 8x8 digits, no shift augmentation
+ABLATE_VIT_DEFAULTS = {"dataset": "digits", "model": "tiny-digits", "epochs": 20, "augment_shift": 0}
+ABLATE_MINUTES = "about 25 minutes"     # measured, see _ABLATE_EPILOG
+_ABLATE_EPILOG = f"""\
+variants: full (VCA as specified), stage1-only, stage2-only (the other stage plain softmax
+attention), no-pooling (contrast tokens from E± alone), tied-embeddings (E⁺ = E⁻), no-dwconv,
+separate-softmax (two Stage-II softmaxes), mhsa (the baseline).
+
+The default grid (8 variants x seeds 0,1,2; TinyViT tiny-digits on the 8x8 digits,
+{ABLATE_VIT_DEFAULTS['epochs']} epochs, no shift augmentation: these replace the train-vit defaults
+of --dataset, --model, --epochs and --augment-shift unless given) takes {ABLATE_MINUTES}
+on 2 CPU cores.  `sweep` uses the same defaults.  Every cell is a run
+folder OUT/VARIANT/seedS; rerunning the same command reads finished cells back and resumes a
+cell that was stopped, so a killed grid continues where it stopped."""
+
+
+def _grid_config(args, defaults: dict):
+    """(task, run config, seeds) of a grid command; bad options fail before anything trains."""
+    from vca_ref.experiments.grid import parse_seeds
+    from vca_ref.experiments.tasks import make_task
+    task = make_task(args.task)
+    seeds = parse_seeds(args.seeds)
+    extra = {k: v for k, v in defaults.items() if task.name == "vit" and k not in vars(args)}
+    return task, _config_from_args(task.config_class, args, **extra), seeds
+
+
+def _print_grid(results: dict, out_dir: str) -> int:
+    print(results["table"])
+    print(f"(run folders, table.md, results.json and {os.path.basename(results['plot'])} under {out_dir})")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from vca_ref.experiments.ablate import parse_variants, run_ablation
+    variants = parse_variants(args.variants)
+    task, cfg, seeds = _grid_config(args, ABLATE_VIT_DEFAULTS)
+    out_dir = args.out_dir or os.path.join("runs", f"ablate-{task.name}")
+    return _print_grid(run_ablation(task, cfg, variants, seeds, out_dir, cfg.progress), out_dir)
+
+
+def cmd_sweep(args) -> int:
+    from vca_ref.experiments.sweep import run_sweep
+    task, cfg, seeds = _grid_config(args, ABLATE_VIT_DEFAULTS)
+    out_dir = args.out_dir or os.path.join("runs", f"sweep-{args.field}")
+    results = run_sweep(task, cfg, args.field, args.values, seeds, out_dir, cfg.progress)
+    return _print_grid(results, out_dir)
+
+
+def cmd_compare_seeds(args) -> int:
+    from vca_ref.experiments.compare import compare_seeds
+    task, cfg, seeds = _grid_config(args, {})
+    out_dir = args.out_dir or os.path.join("runs", f"compare-seeds-{task.name}")
+    return _print_grid(compare_seeds(task, cfg, seeds, out_dir, cfg.progress), out_dir)
+
+
+def _add_grid_commands(sub, compare_parser, vit_cls, dit_cls):
+    """The `ablate` and `sweep` parsers (returned), and `--seeds` for `compare`."""
+    from vca_ref.experiments.ablate import VARIANTS
+    compare_parser.add_argument("--seeds", default=None, metavar="S,S,...",
+                                help="train both attentions with each seed and report mean ± std and "
+                                     "the paired difference VCA − MHSA (e.g. 0,1,2)")
+    skip = ("model_overrides", "attention", "out_dir", "seed")
+    ab = sub.add_parser("ablate", help="the paper's ablation variants and MHSA over seeds, with error bars",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_ABLATE_EPILOG,
+                        description="Train every variant with every seed (same split and budget) and "
+                                    "report mean ± std, the paired difference to full VCA with its "
+                                    "95 % interval, parameters, MACs and measured images/s.")
+    ab.add_argument("--variants", default=",".join(VARIANTS), metavar="V,V,...",
+                    help=f"variants to train, in table order (default: all, {','.join(VARIANTS)})")
+    sw = sub.add_parser("sweep", help="one config field over several values, over seeds",
+                        description="Train the model once per VALUE of FIELD and seed; report accuracy, "
+                                    "parameters, MACs and images/s per value and plot accuracy "
+                                    "against cost.  Examples: sweep pool_size 1x1 2x2 3x3 4x4; sweep "
+                                    "lambda_init_scale 0 0.5 1; sweep embed_init_scale 0.1 1; "
+                                    "sweep img_size 14 21 28.")
+    sw.add_argument("field", help="a model-config or run-config field, e.g. pool_size, img_size")
+    sw.add_argument("values", nargs="*", metavar="VALUE",
+                    help="JSON (2, 0.5, [2, 3], true), AxB for a pair, or a word")
+    for p, cmd, default_out in ((ab, cmd_ablate, "runs/ablate-TASK"), (sw, cmd_sweep, "runs/sweep-FIELD")):
+        p.add_argument("--task", choices=("vit", "dit"), default="vit",
+                       help="vit: test accuracy of a TinyViT; dit: Fréchet distance of a TinyDiT's "
+                            "samples on TinyViT features (default: vit)")
+        p.add_argument("--seeds", default="0,1,2", metavar="S,S,...", help="seeds (default: 0,1,2)")
+        p.add_argument("--out-dir", default=None, help=f"grid folder (default: {default_out})")
+        _add_config_args(p, vit_cls, dit_cls, skip=skip)
+        p.set_defaults(func=cmd)
+    return ab, sw
 
 
 # --------------------------------------------------------------------------- parser
@@ -258,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output folder (default: runs/compare, or runs/compare-dit with --task dit)")
     _add_overwrite(cp)
     cp.set_defaults(func=cmd_compare)
-    for sub_p in (tv, td, sp, cp):
+    ab, sw = _add_grid_commands(sub, cp, ViTTrainConfig, DiTTrainConfig)
+    for sub_p in (tv, td, sp, cp, ab, sw):
         sub_p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                            help="show the Python traceback of an error")
     return p

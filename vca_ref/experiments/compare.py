@@ -2,7 +2,9 @@
 
 ``compare_vit`` trains the two TinyViT variants with one configuration (only ``attention``
 differs), then writes ``table.md``, ``results.json`` and ``curves.png`` (training loss and test
-accuracy per epoch) into the output folder.  The DiT counterpart lives in
+accuracy per epoch) into the output folder.  ``compare_seeds`` repeats the pair for several seeds
+(a grid of run folders, :mod:`vca_ref.experiments.grid`) and reports mean ± std over seeds and
+the paired difference VCA − MHSA with its 95 % interval instead of one number per attention.  The DiT counterpart lives in
 :func:`vca_ref.experiments.compare_dit.compare_dit`; both return rows for :func:`format_table`.
 """
 from __future__ import annotations
@@ -78,3 +80,12 @@ def load_results(out_dir: str) -> dict:
     """Read back ``results.json`` of a comparison."""
     with open(os.path.join(out_dir, "results.json")) as f:
         return json.load(f)
+
+
+def compare_seeds(task, cfg, seeds, out_dir: str, progress: bool = True) -> dict:
+    """VCA and MHSA trained with every seed; rows as in ``vca-ref ablate`` (reference: MHSA)."""
+    from vca_ref.experiments.ablate import DESCRIPTIONS, plot_ablation
+    from vca_ref.experiments.grid import run_grid
+    labelled = {att: {"attention": att} for att in ATTENTIONS}
+    return run_grid(task, cfg, labelled, seeds, out_dir, "mhsa", "attention", plot_ablation,
+                    progress, DESCRIPTIONS)
