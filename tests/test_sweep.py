@@ -1,10 +1,16 @@
 """The design knobs a sweep turns (lambda_init scale, E+- init scale, image size) and `vca-ref sweep`."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from helpers import BASE, make_vca, tokens
+from vca_ref.cli import main
+from vca_ref.experiments.sweep import plan_values
+from vca_ref.experiments.tasks import ViTTask
+from vca_ref.io.checkpoint import load_file
 from vca_ref.experiments.data import area_weights, load_dataset, resize_images
 from vca_ref.gradcheck import gradcheck_module
 from vca_ref.models.vit import create_vit
@@ -65,3 +71,52 @@ def test_load_dataset_resizes_before_normalising():
     d = load_dataset("digits", image_size=4)
     assert d.x_train.shape[1:] == (1, 4, 4) and d.image_size == 4
     assert abs(float(d.x_train.mean())) < 1e-5                               # standardised after
+
+
+# --------------------------------------------------------------------------- vca-ref sweep
+TINY = ["--dataset", "digits", "--model", "tiny-digits", "--set", "dim=16", "--set", "depth=1",
+        "--batch-size", "128", "--epochs", "1", "--no-progress"]
+
+
+def _results(out):
+    with open(out / "results.json") as f:
+        return json.load(f)
+
+
+def test_sweep_pool_size_reports_cost_and_accuracy_per_value(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main(["sweep", "pool_size", "1x1", "2x2", *TINY, "--seeds", "0,1", "--out-dir", str(out)]) == 0
+    res = _results(out)
+    one, two = res["rows"]
+    assert (one["label"], two["label"]) == ("1x1", "2x2") and one["diff"] is None
+    C, N = 16, 1 + 4 * 4
+    assert two["params"] - one["params"] == 2 * (4 - 1) * C                  # E+- are (1, n, C)
+    assert two["macs_per_image"] - one["macs_per_image"] == 7 * (4 - 1) * N * C
+    assert two["diff"]["n"] == 2 and (out / "pool_size.png").stat().st_size > 0
+    with open(out / "2x2" / "seed1" / "config.json") as f:
+        assert json.load(f)["model_overrides"]["pool_size"] == [2, 2]
+    printed = capsys.readouterr().out
+    assert "| 1x1 |" in printed and "| 2x2 |" in printed and "difference to 1x1" in printed
+
+
+def test_sweep_image_size_resizes_the_data_with_the_model(tmp_path):
+    out = tmp_path / "res"
+    assert main(["sweep", "img_size", "4", "8", *TINY, "--seeds", "0", "--out-dir", str(out)]) == 0
+    small = load_file(str(out / "4" / "seed0" / "model.safetensors"))
+    assert small["pos_embed"].shape == (1, 1 + 2 * 2, 16)                   # 4x4 images, patch 2
+    assert _results(out)["rows"][0]["macs_per_image"] < _results(out)["rows"][1]["macs_per_image"]
+
+
+def test_sweep_values_are_parsed_by_the_field_type():
+    task = ViTTask()
+    assert plan_values(task, "lambda_init_scale", ["0", "0.5", "1"]) == {
+        "0.0": {"lambda_init_scale": 0.0}, "0.5": {"lambda_init_scale": 0.5},
+        "1.0": {"lambda_init_scale": 1.0}}
+    assert plan_values(task, "pool_size", ["3", "[1, 2]"]) == {"3": {"pool_size": 3},
+                                                               "1x2": {"pool_size": [1, 2]}}
+    assert plan_values(task, "stage2_softmax", ["separate"]) == {"separate": {"stage2_softmax": "separate"}}
+    assert plan_values(task, "img_size", ["14"]) == {"14": {"image_size": 14}}
+    with pytest.raises(ValueError, match="repeated values"):
+        plan_values(task, "depth", ["2", "2"])
+    with pytest.raises(ValueError, match="tied_embeddings takes true or false"):
+        plan_values(task, "tied_embeddings", ["1"])
