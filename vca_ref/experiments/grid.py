@@ -141,7 +141,8 @@ def run_cells(task, cells: list[Cell], out_dir: str, progress: bool = True) -> l
         else:
             status = "resumed" if cell_epochs_done(c.config) else "trained"
             state.update(what=f"{c.label} seed {c.seed}", epochs=c.config.epochs)
-            summary = task.train(c.config, resume=status == "resumed", on_epoch=on_epoch)
+            started = os.path.exists(os.path.join(run_dir, "config.json"))     # checked above
+            summary = task.train(c.config, resume=started, on_epoch=on_epoch)
         records.append({"label": c.label, "seed": c.seed, "score": task.score(c.config, summary),
                         "params": c.params, "macs_per_image": c.macs_per_image,
                         "images_per_s": summary["images_per_s"],

@@ -114,7 +114,7 @@ class DiTTask:
         from vca_ref.experiments.evaluation import load_classifier
         jcfg = self.judge_config(out_dir, base_cfg)
         if self.shared_epochs(out_dir, base_cfg):
-            resume = os.path.exists(os.path.join(jcfg.out_dir, "checkpoint.safetensors"))
+            resume = os.path.exists(os.path.join(jcfg.out_dir, "config.json"))
             train_vit(jcfg, resume=resume, on_epoch=on_epoch)
         self.judge = load_classifier(jcfg.out_dir, base_cfg.device)
 
