@@ -65,5 +65,5 @@ def mse_forward(pred, target):
 def mse_backward(dout, cache: MSECache):
     """Return ``(dpred, dtarget)``; ``dout`` is the upstream gradient of the loss (a scalar)."""
     # loss = mean(diff^2),  diff = pred - target
-    dpred = cache.diff * (2.0 * dout / cache.diff.size)
+    dpred = cache.diff * (2.0 * dout / cache.diff.size)            # (...)
     return dpred, -dpred

@@ -28,6 +28,7 @@ def modulate_forward(x, shift, scale):
 def modulate_backward(dout, cache: ModulateCache):
     """Return ``(dx, dshift, dscale)``."""
     x, scale = cache.x, cache.scale
+    # y = x * (1 + scale) + shift
     dx = dout * (1.0 + scale[:, None, :])                          # (B, N, C)
     dshift = dout.sum(axis=1)                                      # (B, C)
     dscale = (dout * x).sum(axis=1)                                # (B, C)
