@@ -1,5 +1,6 @@
-"""Faults against a training run: a SIGKILL in every phase of an epoch, a full disk, a read-only
-folder, divergence in the loss, a gradient or a layer's input.  After each, ``--resume`` must give
+"""Faults against a training run: a SIGKILL in every phase of an epoch, a full disk (simulated, and
+a real tiny tmpfs where the machine allows private mounts), a read-only folder, divergence in the
+weights, a gradient or a layer's input.  After each, ``--resume`` must give
 every epoch exactly once and weights bit-identical to the uninterrupted run.
 
 The kills are real: a child process runs ``vca-ref train-vit`` with one function wrapped so that
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -165,7 +167,7 @@ def test_full_disk_during_a_checkpoint_is_one_error_and_resumes_exactly(tmp_path
     assert main(ARGS + ["--out-dir", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"vca-ref train-vit: error: {os.path.join(out, CHECKPOINT)}: No space left on "
-                   "device; free some space, then continue with --resume"]
+                   "device; free some space (a stopped run continues with --resume)"]
     _no_temps(out)
     assert _epochs(out) == [1]                                  # epoch 2 never counted
     monkeypatch.undo()
@@ -174,7 +176,40 @@ def test_full_disk_during_a_checkpoint_is_one_error_and_resumes_exactly(tmp_path
     _same_weights(out, reference)
 
 
+def test_a_really_full_disk_then_resume_elsewhere_is_exact(tmp_path, reference):
+    """A tmpfs that holds one checkpoint but not a second one beside it (a private mount,
+    where user namespaces are allowed): epoch 2's checkpoint write meets a real ENOSPC."""
+    if not _can_mount():
+        pytest.skip("no user namespaces here: the simulated full disk above covers the code path")
+    ckpt = os.path.getsize(os.path.join(reference, CHECKPOINT))
+    size_kb = (ckpt + ckpt // 2) // 1024 + 32
+    disk, saved = str(tmp_path / "disk"), str(tmp_path / "saved")
+    os.mkdir(disk)
+    script = ('mount -t tmpfs -o size="$1"k tmpfs "$0" && shift && "$@"; rc=$?; '
+              f'cp -a "$0/run" "{saved}"; exit $rc')
+    child = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script, disk,
+                            str(size_kb), sys.executable, "-m", "vca_ref", *ARGS, "--out-dir",
+                            os.path.join(disk, "run")],
+                           env=_env(), capture_output=True, text=True, timeout=300)
+    lines = child.stderr.strip().splitlines()
+    assert child.returncode == 2 and len(lines) == 1, child.stderr
+    assert lines[0] == (f"vca-ref train-vit: error: {os.path.join(disk, 'run', CHECKPOINT)}: No space "
+                        "left on device; free some space (a stopped run continues with --resume)")
+    _no_temps(saved)
+    assert _epochs(saved) == [1]
+    assert main(ARGS + ["--out-dir", saved, "--resume"]) == 0      # moved to a roomier disk
+    assert _epochs(saved) == [1, 2, 3, "summary"]
+    _same_weights(saved, reference)
+
+
 # --------------------------------------------------------------------------- read-only folder
+def _can_mount() -> bool:
+    """Whether this machine lets a process mount a tmpfs in its own user + mount namespace."""
+    return bool(shutil.which("unshare")) and subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0"',
+         tempfile.gettempdir()], capture_output=True).returncode == 0
+
+
 def _read_only_runner(folder):
     """A command prefix under which ``folder`` is really read-only, and the expected reason.
 
@@ -182,10 +217,10 @@ def _read_only_runner(folder):
     mounted as a read-only tmpfs in a private mount namespace (gone when the command ends);
     other users get ``chmod 555``.  None when neither is possible here.
     """
-    mount = ["unshare", "--map-root-user", "--mount", "sh", "-c",
-             'mount -t tmpfs -o ro,size=64k tmpfs "$0" && exec "$@"', folder]
-    if shutil.which("unshare") and subprocess.run(mount + ["true"], capture_output=True).returncode == 0:
-        return mount, "Read-only file system"
+    if _can_mount():
+        return (["unshare", "--map-root-user", "--mount", "sh", "-c",
+                 'mount -t tmpfs -o ro,size=64k tmpfs "$0" && exec "$@"', folder],
+                "Read-only file system")
     if os.geteuid() != 0:
         os.chmod(folder, 0o555)
         return [], "Permission denied"
@@ -204,8 +239,7 @@ def test_read_only_folder_is_named_and_left_untouched(tmp_path):
     os.chmod(ro, 0o755)
     lines = child.stderr.strip().splitlines()
     assert child.returncode == 2 and len(lines) == 1, child.stderr
-    assert lines[0] == (f"vca-ref train-vit: error: {ro}: {reason} (the folder is read-only or "
-                        "not yours); choose a writable --out-dir")
+    assert lines[0] == f"vca-ref train-vit: error: {ro}: cannot create files in this folder ({reason})"
     assert os.listdir(ro) == []
 
 

@@ -387,9 +387,7 @@ def describe_error(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename is not None and e.errno is not None:
         text = f"{e.filename}: {e.strerror}"
         if e.errno == errno.ENOSPC:
-            return text + "; free some space, then continue with --resume"
-        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return text + " (the folder is read-only or not yours); choose a writable --out-dir"
+            return text + "; free some space (a stopped run continues with --resume)"
         return text
     if isinstance(e, MemoryError):
         return "out of memory; try a smaller --batch-size or model"

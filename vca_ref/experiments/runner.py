@@ -60,8 +60,16 @@ def write_json(path: str, obj) -> None:
 
 
 def clip_gradients(model, max_norm: float) -> float:
-    """The total gradient norm; the gradients are clipped to ``max_norm`` first when it is > 0."""
-    return clip_grad_norm(model, max_norm) if max_norm > 0 else grad_norm(model)
+    """The total gradient norm; the gradients are clipped to ``max_norm`` when it is > 0.
+
+    A NaN/inf norm is returned with the gradients left as they are (the caller stops the run).
+    """
+    if max_norm <= 0:
+        return grad_norm(model)
+    try:
+        return clip_grad_norm(model, max_norm, error_if_nonfinite=True)
+    except RuntimeError:                         # raised before any gradient is scaled
+        return grad_norm(model)
 
 
 class MetricsLog:

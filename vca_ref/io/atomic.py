@@ -81,5 +81,6 @@ def check_writable_folder(directory: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise OSError(e.errno, os.strerror(e.errno) if e.errno else str(e), directory) from None
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OSError(e.errno, f"cannot create files in this folder ({reason})", directory) from None
 
