@@ -107,7 +107,8 @@ def test_paths_that_are_files_or_folders_in_the_wrong_place(tmp_path, capsys, vi
     f = tmp_path / "a-file"
     f.write_text("x")
     assert one_error(capsys, VIT + ["--out-dir", str(f)]) == f"--out-dir {f} is a file, expected a run folder"
-    assert one_error(capsys, VIT + ["--out-dir", str(f / "run")]) == f"{f / 'run'}: Not a directory"
+    assert one_error(capsys, VIT + ["--out-dir", str(f / "run")]) == (
+        f"{f / 'run'}: cannot create files in this folder (Not a directory)")
     run = tmp_path / "run"
     run.mkdir()
     (run / CHECKPOINT).mkdir()                                 # a folder where the checkpoint goes
