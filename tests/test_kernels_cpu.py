@@ -29,7 +29,7 @@ from vca_ref import fast
 from vca_ref.fast import kernels
 from vca_ref.fast.kernels import CUH_FILES, cuh_text
 from vca_ref.fast.kernels.cuda import adamw_scalars
-from vca_ref.ops import activations, lambdas, modulate, rmsnorm, softmax
+from vca_ref.ops import activations, diff_combine, modulate, rmsnorm, softmax
 
 HARNESS = Path(__file__).with_name("kernel_harness.cpp")
 DTYPES = [np.float32, np.float64]
@@ -148,9 +148,9 @@ def test_diff_combine_is_bitwise_numpy(lib, dtype):
     z, db = np.empty_like(a), np.empty_like(a)
     call(lib, "diff_combine_forward", dtype, a, b, lam, z, a.size)
     call(lib, "diff_combine_backward_b", dtype, dz, lam, db, a.size)
-    z_ref, cache = lambdas.diff_combine_forward(a, b, lam)
+    z_ref, cache = diff_combine.diff_combine_forward(a, b, lam)
     np.testing.assert_array_equal(z, z_ref)
-    np.testing.assert_array_equal(db, lambdas.diff_combine_backward(dz, cache)[1])
+    np.testing.assert_array_equal(db, diff_combine.diff_combine_backward(dz, cache)[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -18,7 +18,7 @@ import pytest
 from vca_ref import backend
 from vca_ref.fast import kernels
 from vca_ref.fast.kernels import cuda as kcuda
-from vca_ref.ops import activations, lambdas, modulate, rmsnorm, softmax
+from vca_ref.ops import activations, diff_combine, modulate, rmsnorm, softmax
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not backend.cuda_available(),
@@ -119,14 +119,14 @@ def test_diff_combine(spy, dtype):
     rng = np.random.default_rng(3)
     a, b, dz = (sample(rng, (2, 3, 49, 64), dtype) for _ in range(3))
     lam = np.asarray(0.3717, dtype=dtype)
-    z_ref, cache = lambdas.diff_combine_forward(a, b, lam)
-    _, db_ref, dlam_ref = lambdas.diff_combine_backward(dz, cache)
+    z_ref, cache = diff_combine.diff_combine_forward(a, b, lam)
+    _, db_ref, dlam_ref = diff_combine.diff_combine_backward(dz, cache)
     ag, bg, dzg, lamg = gpu(a, b, dz, lam)
     log = spy("diff_combine_forward", "diff_combine_backward")
 
     def run():
-        z, c = lambdas.diff_combine_forward(ag, bg, lamg)
-        return (z, *lambdas.diff_combine_backward(dzg, c))
+        z, c = diff_combine.diff_combine_forward(ag, bg, lamg)
+        return (z, *diff_combine.diff_combine_backward(dzg, c))
     for (z, da, db, dlam), path in zip(both_paths(run, log), ("kernel", "cupy")):
         assert da is dzg
         # an FMA rounds once where NumPy rounds twice: <= 1.5 eps |lam b| + eps |a|
@@ -294,5 +294,5 @@ def test_kernels_are_memoised_per_device_and_dtype():
 def test_mixed_dtypes_take_the_reference_path(spy):
     log = spy("diff_combine_forward")
     a, b = gpu(np.ones(4, np.float32), np.ones(4, np.float64))
-    z, _ = lambdas.diff_combine_forward(a, b, 0.5)
+    z, _ = diff_combine.diff_combine_forward(a, b, 0.5)
     assert not log and z.dtype == np.float64                 # NumPy promotion, as on the host

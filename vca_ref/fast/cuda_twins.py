@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vca_ref.fast.kernels import cuda as kcuda
 from vca_ref.ops.activations import GeluCache, SiluCache
-from vca_ref.ops.lambdas import DiffCombineCache
+from vca_ref.ops.diff_combine import DiffCombineCache
 from vca_ref.ops.modulate import ModulateCache
 from vca_ref.ops.rmsnorm import RMSNormCache
 
@@ -37,12 +37,12 @@ def silu_backward(dout, cache: SiluCache):
 
 
 def diff_combine_forward(a, b, lam):
-    """Twin of :func:`vca_ref.ops.lambdas.diff_combine_forward`."""
+    """Twin of :func:`vca_ref.ops.diff_combine.diff_combine_forward`."""
     return kcuda.diff_combine_forward(a, b, lam), DiffCombineCache(b=b, lam=lam)
 
 
 def diff_combine_backward(dout, cache: DiffCombineCache):
-    """Twin of :func:`vca_ref.ops.lambdas.diff_combine_backward`."""
+    """Twin of :func:`vca_ref.ops.diff_combine.diff_combine_backward`."""
     return kcuda.diff_combine_backward(dout, cache.b, cache.lam)
 
 

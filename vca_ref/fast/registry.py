@@ -14,7 +14,8 @@ from vca_ref.fast import Override
 from vca_ref.fast import cpu_activations, cpu_adamw, cpu_dwconv, cpu_linear, cpu_norms, cpu_softmax
 from vca_ref.fast import cuda_twins, kernels, separable_pooling
 from vca_ref.fast.predicates import array_operands, numpy_floats
-from vca_ref.ops import activations, dwconv, lambdas, layernorm, linear, modulate, pooling, rmsnorm, softmax
+from vca_ref.ops import (activations, diff_combine, dwconv, layernorm, linear, modulate, pooling, rmsnorm,
+                         softmax)
 from vca_ref.train import optim
 
 
@@ -46,9 +47,9 @@ CUDA = (
     Override(activations.silu_forward, cuda_twins.silu_forward, lambda x: kernels.applies(x)),
     Override(activations.silu_backward, cuda_twins.silu_backward,
              lambda dout, cache: kernels.applies(dout, cache.x, cache.s)),
-    Override(lambdas.diff_combine_forward, cuda_twins.diff_combine_forward,
+    Override(diff_combine.diff_combine_forward, cuda_twins.diff_combine_forward,
              lambda a, b, lam: kernels.applies(a, b, *array_operands(lam))),
-    Override(lambdas.diff_combine_backward, cuda_twins.diff_combine_backward,
+    Override(diff_combine.diff_combine_backward, cuda_twins.diff_combine_backward,
              lambda dout, cache: kernels.applies(dout, cache.b, *array_operands(cache.lam))),
     Override(modulate.modulate_forward, cuda_twins.modulate_forward,
              lambda x, shift, scale: kernels.applies(x, shift, scale)),

@@ -5,11 +5,11 @@
 
 Shapes: lq1, lk1, lq2, lk2 (d,) -> lambda () (0-d array).
 
-Backward (dlam given, a scalar):
-    dlq1 =  dlam * exp(lq1.lk1) * lk1     dlk1 =  dlam * exp(lq1.lk1) * lq1
-    dlq2 = -dlam * exp(lq2.lk2) * lk2     dlk2 = -dlam * exp(lq2.lk2) * lq2
+Backward (dout = dL/dlambda given, a scalar):
+    dlq1 =  dout * exp(lq1.lk1) * lk1     dlk1 =  dout * exp(lq1.lk1) * lq1
+    dlq2 = -dout * exp(lq2.lk2) * lk2     dlk2 = -dout * exp(lq2.lk2) * lq2
 
-Also here: the differential combine ``z = a - lambda * b`` used by both VCA stages.
+The differential combine ``z = a - lambda * b`` that uses lambda is in ops/diff_combine.py.
 """
 from __future__ import annotations
 
@@ -17,13 +17,10 @@ import math
 from typing import NamedTuple
 
 from vca_ref.backend import get_array_module
-from vca_ref.fast import overridable
 
 
 def lambda_init_for_layer(layer_index: int) -> float:
     """``0.8 - 0.6 exp(-0.3 l)``: the fixed part of lambda for 0-based block ``l``."""
-    if layer_index < 0:
-        raise ValueError(f"layer_index must be >= 0, got {layer_index}")
     return 0.8 - 0.6 * math.exp(-0.3 * layer_index)
 
 
@@ -42,31 +39,12 @@ def lambda_forward(lq1, lk1, lq2, lk2, lambda_init: float):
     e1 = xp.exp((lq1 * lk1).sum())      # ()  0-d array, keeps the dtype
     e2 = xp.exp((lq2 * lk2).sum())      # ()
     lam = e1 - e2 + lambda_init
-    return lam, LambdaCache(lq1, lk1, lq2, lk2, e1, e2)
+    return lam, LambdaCache(lq1=lq1, lk1=lk1, lq2=lq2, lk2=lk2, e1=e1, e2=e2)
 
 
-def lambda_backward(dlam, cache: LambdaCache):
+def lambda_backward(dout, cache: LambdaCache):
     """Return ``(dlq1, dlk1, dlq2, dlk2)``, each (d,)."""
     c = cache
-    g1 = dlam * c.e1                 # lam = e1 - e2 + init,  e1 = exp(lq1 . lk1)
-    g2 = -dlam * c.e2
+    g1 = dout * c.e1                 # lam = e1 - e2 + init,  e1 = exp(lq1 . lk1)
+    g2 = -dout * c.e2
     return g1 * c.lk1, g1 * c.lq1, g2 * c.lk2, g2 * c.lq2
-
-
-class DiffCombineCache(NamedTuple):
-    b: object       # (...) the subtracted array
-    lam: object     # the scalar lambda (float or 0-d array)
-
-
-@overridable
-def diff_combine_forward(a, b, lam):
-    """``z = a - lam * b`` for arrays a, b of one shape and a scalar lam."""
-    z = a - lam * b                                 # (...)
-    return z, DiffCombineCache(b=b, lam=lam)
-
-
-@overridable
-def diff_combine_backward(dout, cache: DiffCombineCache):
-    """Return ``(da, db, dlam)``; ``dlam`` is a 0-d array (summed over everything)."""
-    # z = a - lam * b
-    return dout, -cache.lam * dout, -(dout * cache.b).sum()

@@ -1,4 +1,4 @@
-// combine.cuh -- the differential combine of VCA (vca_ref/ops/lambdas.py) and the adaLN
+// combine.cuh -- the differential combine of VCA (vca_ref/ops/diff_combine.py) and the adaLN
 // modulation of DiT (vca_ref/ops/modulate.py).  Needs common.cuh first.
 // Reference: vca_ref/ops/lambdas.py vca_ref/ops/modulate.py -- each "// ref:" line below is a
 // line of one of them, verbatim (tests/test_fast_parity.py checks).

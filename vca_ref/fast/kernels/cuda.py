@@ -7,7 +7,7 @@ update in :mod:`vca_ref.train.optim`) and returns the same arrays those lines co
     gelu_backward(dy, x, approximate)     dx           ops.activations.gelu_backward
     silu_forward(x)                       (y, s)       ops.activations.silu_forward
     silu_backward(dy, x, s)               dx           ops.activations.silu_backward
-    diff_combine_forward(a, b, lam)       z            ops.lambdas.diff_combine_forward
+    diff_combine_forward(a, b, lam)       z            ops.diff_combine.diff_combine_forward
     diff_combine_backward(dz, b, lam)     (da, db, dlam)
     modulate_forward(x, shift, scale)     y            ops.modulate.modulate_forward
     modulate_backward(dy, x, scale)       (dx, dshift, dscale)
