@@ -12,7 +12,8 @@ import torch
 import torch_oracle
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention, ops
 from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward
-from vca_ref.ops.vca import vca_backward, vca_forward
+from vca_ref.ops import vca_dwc, vca_stage1, vca_stage2, vca_tokens
+from vca_ref.ops.vca_variants import vca_pair
 
 # Tiny base layer: C=8, h=2 (d=4), a non-square 3x4 grid pooled to an uneven 2x3 grid
 # (3/2 and 4/3 do not divide: the bins overlap), one prefix token, block 3.
@@ -216,16 +217,19 @@ def _pair_case(name, fwd, bwd, inputs, **consts) -> OpCase:
 
 def _vca_case(name, case) -> OpCase:
     m = make_vca(case, seed=7)
-    cfg = m.config
+    return _params_case(name, *vca_pair(m.config), {"x": tokens(m, seed=8), **m.state_dict()},
+                        m.config)
 
+
+def _params_case(name, fwd, bwd, inputs, config) -> OpCase:
+    """A layer pair ``fwd(x, params, config)``, ``bwd(dout, cache) -> (dx, grads)`` (MHSA, VCA)."""
     def forward(inp):
-        return vca_forward(inp["x"], {k: v for k, v in inp.items() if k != "x"}, cfg)
+        return fwd(inp["x"], {k: v for k, v in inp.items() if k != "x"}, config)
 
     def backward(dout, cache):
-        dx, g = vca_backward(dout, cache)
+        dx, g = bwd(dout, cache)
         return {"x": dx, **g}
-    return OpCase(name, {"x": tokens(m, seed=8), **m.state_dict()}, forward, backward,
-                  {"cfg": cfg})
+    return OpCase(name, inputs, forward, backward, {"config": config})
 
 
 def op_cases() -> dict[str, OpCase]:
@@ -273,12 +277,56 @@ def op_cases() -> dict[str, OpCase]:
                    dict(logits=2 * n((4, 6))), labels=ce_labels, label_smoothing=0.1),
         _pair_case("mse", ops.mse_forward, ops.mse_backward,
                    dict(pred=n((2, 3, 4)), target=n((2, 3, 4)))),
-        _pair_case("mhsa", mhsa_forward, mhsa_backward,
-                   dict(x=n((2, 5, 8)), qkv_w=0.5 * n((24, 8)), qkv_b=0.5 * n(24),
-                        proj_w=0.5 * n((8, 8)), proj_b=0.5 * n(8)), num_heads=2),
+        _params_case("mhsa", mhsa_forward, mhsa_backward,
+                     {"x": n((2, 5, 8)), "qkv.weight": 0.5 * n((24, 8)), "qkv.bias": 0.5 * n(24),
+                      "proj.weight": 0.5 * n((8, 8)), "proj.bias": 0.5 * n(8)}, 2),
         _vca_case("vca", "default"),
         _vca_case("vca_separate_tied_noconv", dict(vca_kwargs("tied_separate"), use_dwconv=False)),
         _vca_case("vca_stage1_nopool", dict(vca_kwargs("diff_stage1"), pool_queries=False)),
+    ]
+    return {c.name: c for c in cases}
+
+
+def stage_cases() -> dict[str, OpCase]:
+    """The stage-level pairs the VCA layer is composed of, tiny random float64 inputs (fixed seeds).
+
+    h = 2 heads of d = 4 (C = 8), a 3x4 patch grid pooled to 2x3 (n = 6) after P = 1 prefix token,
+    N = 13 tokens; every lambda and norm weight random and away from its init.
+    """
+    r = np.random.default_rng(4321)
+    n_ = r.standard_normal
+    B, h, d, C, grid, pool, P = 2, 2, 4, 8, (3, 4), (2, 3), 1
+    HW, n, N = 12, 6, 13
+    li, eps = ops.lambda_init_for_layer(3), 1e-5
+    lam = lambda: np.asarray(0.4 + 0.3 * n_())                         # a 0-d lambda
+    stage_in = lambda: dict(lam=lam(), norm_w=1 + 0.5 * n_(d))
+    cases = [
+        _pair_case("attention", ops.attention_forward, ops.attention_backward,
+                   dict(q=n_((B, h, 3, d)), k=n_((B, h, 5, d)), v=n_((B, h, 5, d)))),
+        _pair_case("contrast_tokens", vca_tokens.contrast_tokens_forward,
+                   vca_tokens.contrast_tokens_backward,
+                   dict(q_patch=n_((B, h, HW, d)), E=n_((2, n, C))), grid_size=grid, pool_size=pool),
+        _pair_case("contrast_tokens_one_stream", vca_tokens.contrast_tokens_forward,
+                   vca_tokens.contrast_tokens_backward,
+                   dict(q_patch=n_((B, h, HW, d)), E=n_((1, n, C))), grid_size=grid, pool_size=pool),
+        _pair_case("embedding_tokens", vca_tokens.embedding_tokens_forward,
+                   vca_tokens.embedding_tokens_backward, dict(E=n_((2, n, C))), batch=B, num_heads=h),
+        _pair_case("stage1", vca_stage1.stage1_forward, vca_stage1.stage1_backward,
+                   dict(T=n_((B, h, 2 * n, d)), k=n_((B, h, N, d)), v=n_((B, h, N, d)), **stage_in()),
+                   lambda_init=li, eps=eps),
+        _pair_case("stage2_joint", vca_stage2.stage2_forward, vca_stage2.stage2_backward,
+                   dict(q=n_((B, h, N, d)), T=n_((B, h, 2 * n, d)), Vh=n_((B, h, n, d)), **stage_in()),
+                   lambda_init=li, eps=eps),
+        _pair_case("stage2_separate", vca_stage2.stage2_separate_forward,
+                   vca_stage2.stage2_separate_backward,
+                   dict(q=n_((B, h, N, d)), T=n_((B, h, 2 * n, d)), Vh=n_((B, h, n, d)), **stage_in()),
+                   lambda_init=li, eps=eps),
+        _pair_case("diff_readout", vca_stage2.diff_readout_forward, vca_stage2.diff_readout_backward,
+                   dict(Sp=n_((B, h, N, n)), Sn=n_((B, h, N, n)), V=n_((B, h, n, d)), **stage_in()),
+                   lambda_init=li, eps=eps),
+        _pair_case("dwc_residual", vca_dwc.dwc_residual_forward, vca_dwc.dwc_residual_backward,
+                   dict(o=n_((B, P + HW, C)), v_patch=n_((B, h, HW, d)), w=n_((C, 1, 3, 3)), b=n_(C)),
+                   grid_size=grid),
     ]
     return {c.name: c for c in cases}
 

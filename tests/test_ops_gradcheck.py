@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 import vca_ref.ops.vca as vca_op
-from helpers import VCA_CASES, make_mhsa, make_vca, op_cases, tokens
+import vca_ref.ops.vca_dwc as vca_dwc_op
+from helpers import VCA_CASES, make_mhsa, make_vca, op_cases, stage_cases, tokens
 from vca_ref import gradcheck, gradcheck_module
 from vca_ref.ops.softmax import softmax_forward
 
 OPS = op_cases()
+STAGES = stage_cases()
 
 
 def check_op(case, **kwargs):
@@ -30,6 +32,16 @@ def check_op(case, **kwargs):
 def test_op_gradcheck(name):
     case = OPS[name]
     report = check_op(case, full_max=10_000)          # tiny shapes: every coordinate
+    assert {t.name for t in report.tensors} == set(case.inputs)
+    assert all(t.mode == "full" for t in report.tensors)
+    assert report.passed
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_gradcheck(name):
+    """Each stage-level pair of the VCA layer on its own (lambda and norm weight as inputs)."""
+    case = STAGES[name]
+    report = check_op(case, full_max=10_000)
     assert {t.name for t in report.tensors} == set(case.inputs)
     assert all(t.mode == "full" for t in report.tensors)
     assert report.passed
@@ -95,12 +107,12 @@ def test_checker_rejects_softmax_backward_without_the_row_sum_term():
 
 def test_checker_localises_a_flipped_dwconv_kernel_gradient(monkeypatch):
     """A VCA layer whose conv-weight gradient is spatially flipped: only dwc.weight fails."""
-    real = vca_op.dwconv3x3_backward
+    real = vca_dwc_op.dwconv3x3_backward
 
     def flipped(dy, cache):
         dx, dw, db = real(dy, cache)
         return dx, dw[..., ::-1, ::-1].copy(), db
-    monkeypatch.setattr(vca_op, "dwconv3x3_backward", flipped)
+    monkeypatch.setattr(vca_dwc_op, "dwconv3x3_backward", flipped)
     m = make_vca("default", seed=1)
     report = gradcheck_module(m, tokens(m, batch=1, seed=2), full_max=10_000, raise_on_fail=False)
     assert not report.passed

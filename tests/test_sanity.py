@@ -11,6 +11,10 @@ from vca_ref import MultiHeadSelfAttention, VisualContrastAttention
 from vca_ref.ops.lambdas import lambda_init_for_layer
 from vca_ref.ops.pooling import adaptive_bins, pool_matrix
 from vca_ref.ops.softmax import softmax_backward, softmax_forward
+from vca_ref.ops.vca import vca_backward, vca_forward
+from vca_ref.ops.vca_variants import (DWC_RESIDUAL, POOLED_TOKENS, STAGE1_DIFFERENTIAL, STAGE2_JOINT,
+                                      TWO_STREAMS, Variant, compose, vca_variant_backward,
+                                      vca_variant_forward)
 
 # --------------------------------------------------------------------------- parameter count
 
@@ -56,17 +60,17 @@ def test_tied_embeddings_make_the_two_streams_identical(softmax_mode):
     """E+ = E-: the Stage-II rows of the two streams agree (and Stage-I's U+ = U-)."""
     m = make_vca(dict(vca_kwargs("default"), tied_embeddings=True, stage2_softmax=softmax_mode))
     m.forward(tokens(m, batch=2))
-    c, n = m.cache, m.config.num_contrast_tokens
+    s1, s2, n = m.cache.s1.stage, m.cache.s2.stage, m.config.num_contrast_tokens
     if softmax_mode == "joint":
-        s_pos, s_neg = c.s2.y[..., :n], c.s2.y[..., n:]                  # (B, h, N, n) each
+        s_pos, s_neg = s2.sm.y[..., :n], s2.sm.y[..., n:]                # (B, h, N, n) each
     else:
-        s_pos, s_neg = c.s2[0].y, c.s2[1].y
+        s_pos, s_neg = s2.sm[0].y, s2.sm[1].y
     np.testing.assert_allclose(s_pos, s_neg, rtol=1e-13, atol=1e-15)
-    S1 = c.s1.y                                                         # (B, h, 2n, N)
+    S1 = s1.attn.sm.y                                                   # (B, h, 2n, N)
     np.testing.assert_allclose(S1[:, :, :n], S1[:, :, n:], rtol=1e-13, atol=1e-15)
     # so the differential attention is (1 - lambda_2) times the positive stream
     lam2 = m.lambdas()["lambda2"]
-    np.testing.assert_allclose(c.A, (1 - lam2) * s_pos, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s2.readout.A, (1 - lam2) * s_pos, rtol=1e-12, atol=1e-15)
 
 
 def test_untied_embeddings_make_the_two_streams_differ():
@@ -74,7 +78,7 @@ def test_untied_embeddings_make_the_two_streams_differ():
     m = make_vca("default")
     m.forward(tokens(m, batch=2))
     n = m.config.num_contrast_tokens
-    S2 = m.cache.s2.y
+    S2 = m.cache.s2.sm.y
     assert np.max(np.abs(S2[..., :n] - S2[..., n:])) > 1e-2
 
 
@@ -178,3 +182,34 @@ def test_adaptive_bins_follow_the_floor_ceil_rule():
             assert bins == [(math.floor(i * size / out), math.ceil((i + 1) * size / out))
                             for i in range(out)]
             assert bins[0][0] == 0 and bins[-1][1] == size
+
+
+# --------------------------------------------------------------------------- the composed layer
+
+
+def test_the_variant_walk_with_the_papers_pieces_is_the_papers_layer():
+    """ops/vca_variants.py composes the paper's layer from the same pairs as ops/vca.py, bit for bit."""
+    m = make_vca("default")
+    x = tokens(m, batch=2)
+    assert compose(m.config) == Variant(TWO_STREAMS, POOLED_TOKENS, STAGE1_DIFFERENTIAL, STAGE2_JOINT,
+                                        DWC_RESIDUAL)
+    y, cache = vca_forward(x, m.params, m.config)
+    y_var, cache_var = vca_variant_forward(x, m.params, m.config)
+    np.testing.assert_array_equal(y_var, y)
+    dout = np.random.default_rng(5).standard_normal(y.shape)
+    dx, grads = vca_backward(dout, cache)
+    dx_var, grads_var = vca_variant_backward(dout, cache_var)
+    np.testing.assert_array_equal(dx_var, dx)
+    assert list(grads) == list(grads_var) == list(m.config.param_shapes())
+    for name in grads:
+        np.testing.assert_array_equal(grads_var[name], grads[name], err_msg=name)
+
+
+@pytest.mark.parametrize("option", [dict(stage2_softmax="separate"), dict(tied_embeddings=True),
+                                    dict(pool_queries=False), dict(use_dwconv=False),
+                                    dict(differential="stage1")])
+def test_the_papers_layer_refuses_an_ablation_config(option):
+    cfg = make_vca(dict(vca_kwargs("default"), **option)).config
+    x = np.zeros((1, cfg.num_tokens, cfg.dim))
+    with pytest.raises(ValueError, match=f"{next(iter(option))}.*vca_variant_forward"):
+        vca_forward(x, {}, cfg)

@@ -33,7 +33,7 @@ OPS = op_cases()
 
 
 def _vca_op(t, c):
-    cfg = dataclasses.asdict(c["cfg"])
+    cfg = dataclasses.asdict(c["config"])
     cfg["eps"] = cfg.pop("norm_eps")
     mod = T.TorchVCA(**cfg, dtype=t["x"].dtype)
     return torch.func.functional_call(mod, {k: v for k, v in t.items() if k != "x"}, (t["x"],))
@@ -63,9 +63,8 @@ TORCH_OPS = {
                                                          c["label_smoothing"]),
     "mse": lambda t, c: T.mse(t["pred"], t["target"]),
     "mhsa": lambda t, c: torch.func.functional_call(
-        T.TorchMHSA(t["x"].shape[-1], c["num_heads"], dtype=t["x"].dtype),
-        {"qkv.weight": t["qkv_w"], "qkv.bias": t["qkv_b"], "proj.weight": t["proj_w"],
-         "proj.bias": t["proj_b"]}, (t["x"],)),
+        T.TorchMHSA(t["x"].shape[-1], c["config"], dtype=t["x"].dtype),
+        {k: v for k, v in t.items() if k != "x"}, (t["x"],)),
     "vca": _vca_op,
     "vca_separate_tied_noconv": _vca_op,
     "vca_stage1_nopool": _vca_op,

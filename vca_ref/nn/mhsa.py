@@ -45,17 +45,16 @@ class MultiHeadSelfAttention(Module):
     def forward(self, x):
         """x (B, N, C) -> y (B, N, C)."""
         check_array(x, "x", ndim=3, dtype=self.dtype, last=self.dim)
-        y, self.cache = mhsa_forward(x, self.params["qkv.weight"], self.params["qkv.bias"],
-                                     self.params["proj.weight"], self.params["proj.bias"],
-                                     self.num_heads)
+        if x.shape[1] == 0:
+            raise ValueError(f"x has 0 tokens (shape {tuple(x.shape)}); attention needs at least 1 token")
+        y, self.cache = mhsa_forward(x, self.params, self.num_heads)
         self._out_shape = y.shape
         return y
 
     def backward(self, dout):
         """dout (B, N, C) -> dx (B, N, C); fills ``self.grads``."""
         check_dout(dout, self._out_shape, self.dtype, type(self).__name__)
-        dx, *gs = mhsa_backward(dout, self.cache)
-        self.grads = dict(zip(["qkv.weight", "qkv.bias", "proj.weight", "proj.bias"], gs))
+        dx, self.grads = mhsa_backward(dout, self.cache)
         return dx
 
     def macs(self, num_tokens: int) -> int:

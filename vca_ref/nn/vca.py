@@ -14,7 +14,7 @@ from vca_ref.nn import init
 from vca_ref.nn.checks import check_array, check_dout
 from vca_ref.nn.module import Module
 from vca_ref.ops.lambdas import lambda_forward
-from vca_ref.ops.vca import vca_backward, vca_forward
+from vca_ref.ops.vca_variants import vca_pair
 from vca_ref.ops.vca_config import LAMBDA_NAMES, VCAConfig
 
 
@@ -49,6 +49,8 @@ class VisualContrastAttention(Module):
                 or not 0 < embed_init_scale < float("inf"):
             raise ValueError(f"embed_init_scale must be a positive number, got {embed_init_scale!r}")
         self.dim, self.num_heads = dim, num_heads
+        # the paper's layer (ops/vca.py) or the ablation the options describe (ops/vca_variants.py)
+        self._forward_op, self._backward_op = vca_pair(self.config)
         rng, dt = init.as_rng(seed), self.dtype
         for name, shape in self.config.param_shapes().items():
             if name.endswith(("qkv.weight", "proj.weight")):
@@ -61,9 +63,7 @@ class VisualContrastAttention(Module):
                 self.params[name] = init.normal(rng, shape, 0.1, dt)            # N(0, 0.1^2)
             elif name.endswith("norm.weight"):
                 self.params[name] = init.ones(shape, dt)
-            elif name == "dwc.weight":                                          # PyTorch conv default
-                self.params[name] = init.uniform(rng, shape, 1.0 / 3.0, dt)     # fan_in = 9
-            elif name == "dwc.bias":
+            elif name in ("dwc.weight", "dwc.bias"):      # PyTorch conv default: U(+-1/sqrt(fan_in)), fan_in = 9
                 self.params[name] = init.uniform(rng, shape, 1.0 / 3.0, dt)
         self._out_shape = None
 
@@ -75,14 +75,14 @@ class VisualContrastAttention(Module):
             raise ValueError(
                 f"x has {x.shape[1]} tokens but the layer expects P + H*W = {cfg.num_prefix_tokens} + "
                 f"{cfg.grid_size[0]}*{cfg.grid_size[1]} = {cfg.num_tokens}")
-        y, self.cache = vca_forward(x, self.params, cfg)
+        y, self.cache = self._forward_op(x, self.params, cfg)
         self._out_shape = y.shape
         return y
 
     def backward(self, dout):
         """dout (B, N, C) -> dx (B, N, C); fills ``self.grads``."""
         check_dout(dout, self._out_shape, self.dtype, type(self).__name__)
-        dx, self.grads = vca_backward(dout, self.cache)
+        dx, self.grads = self._backward_op(dout, self.cache)
         return dx
 
     def macs(self, num_tokens: int | None = None) -> int:

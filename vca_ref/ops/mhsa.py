@@ -4,72 +4,55 @@ Legend: B batch, N tokens, C channels, h heads, d = C/h, s = d^-1/2.
 
 Forward:
     1. q, k, v = split(x Wqkv^T + bqkv)            (B, h, N, d) each
-    2. S = softmax(s q k^T)                          (B, h, N, N)
-    3. o = S v                                       (B, h, N, d)
-    4. y = merge(o) Wproj^T + bproj                  (B, N, C)
+    2. o = softmax(s q k^T) v                        (B, h, N, d)   (ops/attention.py)
+    3. y = merge(o) Wproj^T + bproj                  (B, N, C)
 
 Backward, in exact reverse order:
-    4. do, dWproj, dbproj = linear_backward(dy)
-    3. dS = do v^T,  dv = S^T do
-    2. dL = S * (dS - rowsum(dS * S));  dq = s dL k,  dk = s dL^T q
+    3. do, dWproj, dbproj = linear_backward(dout)
+    2. dq, dk, dv = attention_backward(do)
     1. dx, dWqkv, dbqkv = linear_backward(merge(dq, dk, dv))
+
+``params`` holds the parameters under their PyTorch names (docs/spec.md): ``qkv.weight``
+(3C, C), ``qkv.bias`` (3C,), ``proj.weight`` (C, C), ``proj.bias`` (C,); the backward returns
+their gradients under the same names, as :func:`vca_ref.ops.vca.vca_backward` does.
 Cost: 4 N C^2 (projections) + 2 N^2 C (attention) multiply-accumulates per sample.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from vca_ref.ops.attention import attention_backward, attention_forward
 from vca_ref.ops.heads import merge_heads, merge_qkv, split_heads, split_qkv
 from vca_ref.ops.linear import linear_backward, linear_forward
-from vca_ref.ops.softmax import softmax_backward, softmax_forward
 
 
 class MHSACache(NamedTuple):
-    qkv: object     # LinearCache of the qkv projection
-    q: object       # (B, h, N, d) pre-scaled queries s*q
-    k: object       # (B, h, N, d)
-    v: object       # (B, h, N, d)
-    sm: object      # SoftmaxCache, S (B, h, N, N)
-    proj: object    # LinearCache of the output projection
-    scale: float
+    qkv: object         # LinearCache of the qkv projection
+    attn: object        # AttentionCache
+    proj: object        # LinearCache of the output projection
     num_heads: int
 
 
-def mhsa_forward(x, qkv_w, qkv_b, proj_w, proj_b, num_heads: int):
-    """Multi-head self-attention of x (B, N, C).
-
-    qkv_w (3C, C), qkv_b (3C,), proj_w (C, C), proj_b (C,) -> y (B, N, C).
-    """
-    B, N, C = x.shape
-    d = C // num_heads
-    scale = d ** -0.5
+def mhsa_forward(x, params: dict, num_heads: int):
+    """Multi-head self-attention of x (B, N, C) -> ``(y, cache)``, y (B, N, C)."""
     # 1. projections
-    qkv, c_qkv = linear_forward(x, qkv_w, qkv_b)                # (B, N, 3C)
-    q, k, v = split_qkv(qkv, num_heads)                         # (B, h, N, d) each
-    qs = q * scale                                              # (B, h, N, d)
-    # 2. attention weights
-    S, c_sm = softmax_forward(qs @ k.swapaxes(-1, -2))          # (B, h, N, N)
-    # 3. weighted values
-    o = S @ v                                                   # (B, h, N, d)
-    # 4. output projection
-    y, c_proj = linear_forward(merge_heads(o), proj_w, proj_b)  # (B, N, C)
-    return y, MHSACache(c_qkv, qs, k, v, c_sm, c_proj, scale, num_heads)
+    qkv, c_qkv = linear_forward(x, params["qkv.weight"], params["qkv.bias"])      # (B, N, 3C)
+    q, k, v = split_qkv(qkv, num_heads)                                            # (B, h, N, d) each
+    # 2. softmax attention
+    o, c_attn = attention_forward(q, k, v)                                         # (B, h, N, d)
+    # 3. output projection
+    y, c_proj = linear_forward(merge_heads(o), params["proj.weight"], params["proj.bias"])  # (B, N, C)
+    return y, MHSACache(qkv=c_qkv, attn=c_attn, proj=c_proj, num_heads=num_heads)
 
 
-def mhsa_backward(dy, cache: MHSACache):
-    """Return ``(dx, dqkv_w, dqkv_b, dproj_w, dproj_b)``."""
+def mhsa_backward(dout, cache: MHSACache):
+    """Return ``(dx, grads)``: dx (B, N, C) and the parameter gradients under the names of ``params``."""
     c = cache
-    S = c.sm.y
-    # 4. y = merge(o) Wproj^T + bproj
-    dom, dproj_w, dproj_b = linear_backward(dy, c.proj)         # (B, N, C)
-    do = split_heads(dom, c.num_heads)                          # (B, h, N, d)
-    # 3. o = S v
-    dS = do @ c.v.swapaxes(-1, -2)                              # (B, h, N, N)
-    dv = S.swapaxes(-1, -2) @ do                                # (B, h, N, d)
-    # 2. S = softmax(qs k^T),  qs = s q
-    dL = softmax_backward(dS, c.sm)                             # (B, h, N, N)
-    dq = (dL @ c.k) * c.scale                                   # (B, h, N, d)
-    dk = dL.swapaxes(-1, -2) @ c.q                              # (B, h, N, d)
+    # 3. y = merge(o) Wproj^T + bproj
+    dom, dproj_w, dproj_b = linear_backward(dout, c.proj)                          # (B, N, C)
+    # 2. o = softmax(s q k^T) v
+    dq, dk, dv = attention_backward(split_heads(dom, c.num_heads), c.attn)         # (B, h, N, d) each
     # 1. q, k, v = split(x Wqkv^T + bqkv)
-    dx, dqkv_w, dqkv_b = linear_backward(merge_qkv(dq, dk, dv), c.qkv)
-    return dx, dqkv_w, dqkv_b, dproj_w, dproj_b
+    dx, dqkv_w, dqkv_b = linear_backward(merge_qkv(dq, dk, dv), c.qkv)             # (B, N, C)
+    return dx, {"qkv.weight": dqkv_w, "qkv.bias": dqkv_b,
+                "proj.weight": dproj_w, "proj.bias": dproj_b}

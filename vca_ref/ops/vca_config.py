@@ -33,6 +33,8 @@ from vca_ref.ops.lambdas import lambda_init_for_layer
 STAGE2_SOFTMAX = ("joint", "separate")
 DIFFERENTIAL = ("both", "stage1", "stage2", "none")
 LAMBDA_NAMES = ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2")
+PAPER_OPTIONS = {"stage2_softmax": "joint", "tied_embeddings": False, "pool_queries": True,
+                 "use_dwconv": True, "differential": "both"}
 
 
 def is_int(v) -> bool:
@@ -127,6 +129,16 @@ class VCAConfig:
     @property
     def stage2_differential(self) -> bool:
         return self.differential in ("both", "stage2")
+
+    def changed_options(self) -> dict:
+        """The options set away from the paper's choice, ``{field: value}`` (empty for the paper's layer)."""
+        return {name: getattr(self, name) for name, default in PAPER_OPTIONS.items()
+                if getattr(self, name) != default}
+
+    @property
+    def is_paper_layer(self) -> bool:
+        """True when every option is the paper's choice (the layer of ops/vca.py)."""
+        return not self.changed_options()
 
     @property
     def has_e_neg(self) -> bool:
