@@ -23,6 +23,7 @@ so a fresh model outputs zeros.  Gradient tests must randomise them: zero gates 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from vca_ref.nn.layers import LayerNorm, Linear, Mlp, PatchEmbed
 from vca_ref.nn.module import Module
 from vca_ref.ops.activations import silu_backward, silu_forward
 from vca_ref.ops.modulate import modulate_backward, modulate_forward
+from vca_ref.ops.patchify import patchify, unpatchify
 from vca_ref.models.common import TokenModelConfig, check_model_config, make_attention
 
 
@@ -61,7 +63,17 @@ class AdaLNModulation(Linear):
 
     def backward(self, dout):
         da = super().backward(dout)                                      # (B, C)
+        # a = SiLU(c)
         return silu_backward(da, self._silu)                             # (B, C)
+
+
+class DiTBlockCache(NamedTuple):
+    a: object           # (B, N, C) attention branch output
+    gate1: object       # (B, C)
+    mod1: object        # ModulateCache of the attention branch input
+    f: object           # (B, N, C) MLP branch output
+    gate2: object       # (B, C)
+    mod2: object        # ModulateCache of the MLP branch input
 
 
 class DiTBlock(Module):
@@ -89,26 +101,26 @@ class DiTBlock(Module):
         m2, c_m2 = modulate_forward(self.norm2(x1), shift2, scale2)               # (B, N, C)
         f = self.mlp(m2)                                                          # (B, N, C)
         x2 = x1 + gate2[:, None] * f                                              # (B, N, C)
-        self.cache = (a, gate1, c_m1, f, gate2, c_m2)
+        self.cache = DiTBlockCache(a=a, gate1=gate1, mod1=c_m1, f=f, gate2=gate2, mod2=c_m2)
         return x2
 
-    def backward(self, dx2):
-        """dx2 (B, N, C) -> (dx (B, N, C), dc (B, C)); fills every child's grads."""
-        xp = get_array_module(dx2)
-        a, gate1, c_m1, f, gate2, c_m2 = self.cache
-        # x2 = x1 + gate2 * f
-        dgate2 = (dx2 * f).sum(axis=1)                                            # (B, C)
-        df = dx2 * gate2[:, None]                                                 # (B, N, C)
+    def backward(self, dout):
+        """dout (B, N, C) -> (dx (B, N, C), dc (B, C)); fills every child's grads."""
+        xp = get_array_module(dout)
+        c = self.cache
+        # x2 = x1 + gate2 * f  (dout = dx2)
+        dgate2 = (dout * c.f).sum(axis=1)                                         # (B, C)
+        df = dout * c.gate2[:, None]                                              # (B, N, C)
         dm2 = self.mlp.backward(df)                                               # (B, N, C)
         # m2 = modulate(norm2(x1), shift2, scale2)
-        dh2, dshift2, dscale2 = modulate_backward(dm2, c_m2)
-        dx1 = dx2 + self.norm2.backward(dh2)                                      # skip + branch
+        dh2, dshift2, dscale2 = modulate_backward(dm2, c.mod2)
+        dx1 = dout + self.norm2.backward(dh2)                                     # skip + branch
         # x1 = x + gate1 * a
-        dgate1 = (dx1 * a).sum(axis=1)                                            # (B, C)
-        da = dx1 * gate1[:, None]                                                 # (B, N, C)
+        dgate1 = (dx1 * c.a).sum(axis=1)                                          # (B, C)
+        da = dx1 * c.gate1[:, None]                                               # (B, N, C)
         dm1 = self.attn.backward(da)                                              # (B, N, C)
         # m1 = modulate(norm1(x), shift1, scale1)
-        dh1, dshift1, dscale1 = modulate_backward(dm1, c_m1)
+        dh1, dshift1, dscale1 = modulate_backward(dm1, c.mod1)
         dx = dx1 + self.norm1.backward(dh1)                                       # skip + branch
         # mod = adaLN(c), split into six
         dmod = xp.concatenate([dshift1, dscale1, dgate1, dshift2, dscale2, dgate2], axis=1)  # (B, 6C)
@@ -143,22 +155,6 @@ class FinalLayer(Module):
         dx = self.norm_final.backward(dh)                                         # (B, N, C)
         dc = self.adaLN.backward(xp.concatenate([dshift, dscale], axis=1))        # (B, C)
         return dx, dc
-
-
-def unpatchify(x, p: int, out_chans: int):
-    """(B, H*W, p*p*Cout) -> (B, Cout, H p, W p); per token the channels are ordered (p, q, c)."""
-    B, N, _ = x.shape
-    g = int(round(N ** 0.5))
-    x = x.reshape(B, g, g, p, p, out_chans).transpose(0, 5, 1, 3, 2, 4)          # (B, c, h, p, w, q)
-    return x.reshape(B, out_chans, g * p, g * p)
-
-
-def patchify_out(img, p: int):
-    """Inverse of :func:`unpatchify` (used by its backward): (B, Cout, Hi, Wi) -> (B, N, p*p*Cout)."""
-    B, c, Hi, Wi = img.shape
-    h, w = Hi // p, Wi // p
-    x = img.reshape(B, c, h, p, w, p).transpose(0, 2, 4, 3, 5, 1)                # (B, h, w, p, q, c)
-    return x.reshape(B, h * w, p * p * c)
 
 
 class TinyDiT(Module):
@@ -248,7 +244,7 @@ class TinyDiT(Module):
         # 4. final adaLN layer
         h = self.final_layer(h, c)                                              # (B, N, p*p*Cout)
         # 5. tokens -> image
-        out = unpatchify(h, cfg.patch_size, cfg.out_chans)                      # (B, Cout, Hi, Wi)
+        out = unpatchify(h, cfg.patch_size, cfg.grid_size)                      # (B, Cout, Hi, Wi)
         self._out_shape = out.shape
         return out
 
@@ -256,7 +252,7 @@ class TinyDiT(Module):
         """dout (B, Cout, Hi, Wi) -> dx (B, Cin, Hi, Wi); fills every parameter gradient."""
         check_dout(dout, self._out_shape, self.dtype, "TinyDiT")
         # 5. out = unpatchify(h)
-        dh = patchify_out(dout, self.config.patch_size)                         # (B, N, p*p*Cout)
+        dh = patchify(dout, self.config.patch_size)                             # (B, N, p*p*Cout)
         # 4. h = final_layer(h, c)
         dh, dc = self.final_layer.backward(dh)                                  # (B, N, C), (B, C)
         # 3. h = block(h, c), last first; c feeds every block: sum the gradients

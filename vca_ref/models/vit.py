@@ -18,7 +18,7 @@ Attention "vca" is :class:`~vca_ref.nn.VisualContrastAttention` with P = 1 and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,10 @@ class ViTConfig(TokenModelConfig):
     num_prefix_tokens: ClassVar[int] = 1
 
 
+class ViTCache(NamedTuple):
+    tokens_shape: tuple     # (B, N, C): all the model's own backward needs (the children keep theirs)
+
+
 class Block(Module):
     """Pre-norm transformer block ``x += Attn(norm1(x)); x += Mlp(norm2(x))``.  x (B, N, C)."""
 
@@ -58,10 +62,10 @@ class Block(Module):
         x2 = x1 + self.mlp(self.norm2(x1))                           # (B, N, C)
         return x2
 
-    def backward(self, dx2):
-        """dx2 (B, N, C) -> dx (B, N, C); fills the grads of all four children."""
-        # x2 = x1 + mlp(norm2(x1)):  skip path + branch
-        dx1 = dx2 + self.norm2.backward(self.mlp.backward(dx2))      # (B, N, C)
+    def backward(self, dout):
+        """dout (B, N, C) -> dx (B, N, C); fills the grads of all four children."""
+        # x2 = x1 + mlp(norm2(x1)):  skip path + branch  (dout = dx2)
+        dx1 = dout + self.norm2.backward(self.mlp.backward(dout))    # (B, N, C)
         # x1 = x + attn(norm1(x))
         dx = dx1 + self.norm1.backward(self.attn.backward(dx1))      # (B, N, C)
         return dx
@@ -131,17 +135,17 @@ class TinyViT(Module):
             x = blk(x)                                                           # (B, N, C)
         # 4. final norm
         x = self.norm(x)                                                         # (B, N, C)
-        self.cache = x.shape                                                     # (B, N, C): all backward needs
+        self.cache = ViTCache(tokens_shape=x.shape)                              # (B, N, C)
         return x
 
-    def backward(self, dlogits):
-        """dlogits (B, K) -> dimages (B, Cin, Hi, Wi); fills every parameter gradient."""
-        check_dout(dlogits, self._out_shape, self.dtype, "TinyViT")
-        xp = get_array_module(dlogits)
-        B, N, C = self.cache
+    def backward(self, dout):
+        """dout = dlogits (B, K) -> dimages (B, Cin, Hi, Wi); fills every parameter gradient."""
+        check_dout(dout, self._out_shape, self.dtype, "TinyViT")
+        xp = get_array_module(dout)
+        B, N, C = self.cache.tokens_shape
         # 5. logits = head(x[:, 0])
-        dcls_out = self.head.backward(dlogits)                                   # (B, C)
-        dx = xp.zeros((B, N, C), dtype=dlogits.dtype)                           # (B, N, C)
+        dcls_out = self.head.backward(dout)                                      # (B, C)
+        dx = xp.zeros((B, N, C), dtype=dout.dtype)                              # (B, N, C)
         dx[:, 0] = dcls_out
         # 4. x = norm(x)
         dx = self.norm.backward(dx)                                              # (B, N, C)

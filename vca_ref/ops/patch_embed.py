@@ -1,57 +1,47 @@
-"""Patch embedding: a stride-p, kernel-p convolution written as one matmul.
+"""Patch embedding: a stride-p, kernel-p convolution written as one matmul over the patches.
 
-Shapes: img (B, Cin, Hi, Wi)   w (C, Cin, p, p) (PyTorch conv layout)   b (C,)
-        -> x (B, N, C) with N = (Hi/p) * (Wi/p), tokens in row-major grid order.
+Legend: B batch, Cin image channels, p patch size, H x W patch grid, N = H*W, C channels.
+Shapes: img (B, Cin, H p, W p)   w (C, Cin, p, p) (PyTorch conv layout)   b (C,)   x (B, N, C)
 
-Forward:  patches (B, N, Cin*p*p) = unfold(img);   x = patches @ w.reshape(C, -1)^T + b
-Backward: dpatches = dx @ W;  dimg = fold(dpatches);  dw = dx^T patches;  db = sum dx
+Forward:
+    1. patches = patchify(img)                       (B, N, p*p*Cin)  values ordered (row, col, channel)
+    2. x = patches Wf^T + b,  Wf = w laid out (C, p, p, Cin) -> (C, p*p*Cin), the same order
+Backward (dout given), in reverse:
+    2. dpatches = dout Wf;  dWf = dout^T patches;  db = sum dout;  dw = dWf laid back (C, Cin, p, p)
+    1. dimg = unpatchify(dpatches)
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from vca_ref.ops.linear import linear_backward, linear_forward
+from vca_ref.ops.patchify import patchify, unpatchify
 
 
 class PatchEmbedCache(NamedTuple):
-    lin: object         # LinearCache of the flattened patches
-    img_shape: tuple    # (B, Cin, Hi, Wi)
-    p: int
-
-
-def patchify(img, p: int):
-    """(B, Cin, Hi, Wi) -> (B, N, Cin*p*p), channel-major inside each patch (conv order)."""
-    B, Cin, Hi, Wi = img.shape
-    if Hi % p or Wi % p:
-        raise ValueError(f"image size {(Hi, Wi)} is not divisible by the patch size {p}")
-    Hg, Wg = Hi // p, Wi // p
-    x = img.reshape(B, Cin, Hg, p, Wg, p).transpose(0, 2, 4, 1, 3, 5)  # (B, Hg, Wg, Cin, p, p)
-    return x.reshape(B, Hg * Wg, Cin * p * p)
-
-
-def unpatchify_grad(dpatches, img_shape: tuple, p: int):
-    """Inverse layout of :func:`patchify`: (B, N, Cin*p*p) -> (B, Cin, Hi, Wi)."""
-    B, Cin, Hi, Wi = img_shape
-    Hg, Wg = Hi // p, Wi // p
-    d = dpatches.reshape(B, Hg, Wg, Cin, p, p).transpose(0, 3, 1, 4, 2, 5)  # (B, Cin, Hg, p, Wg, p)
-    return d.reshape(B, Cin, Hi, Wi)
+    lin: object                     # LinearCache of the flattened patches
+    grid_size: tuple[int, int]      # (H, W)
+    w_shape: tuple                  # (C, Cin, p, p)
 
 
 def patch_embed_forward(img, w, b):
-    """Embed non-overlapping p x p patches of img (B, Cin, Hi, Wi) -> (B, N, C)."""
-    C, Cin, p, p2 = w.shape
-    if p != p2 or img.ndim != 4 or img.shape[1] != Cin:
-        raise ValueError(f"patch embedding expects images (B, {Cin}, H, W) and a square kernel, "
-                         f"got images {tuple(img.shape)} and weight {tuple(w.shape)}")
-    patches = patchify(img, p)                                      # (B, N, Cin*p*p)
-    x, lin = linear_forward(patches, w.reshape(C, -1), b)           # (B, N, C)
-    return x, PatchEmbedCache(lin=lin, img_shape=tuple(img.shape), p=p)
+    """Embed non-overlapping p x p patches of img (B, Cin, H p, W p) -> ``(x, cache)``, x (B, N, C)."""
+    C, Cin, p, _ = w.shape
+    # 1. patches, values ordered (row, column, channel)
+    patches = patchify(img, p)                                       # (B, N, p*p*Cin)
+    # 2. the conv as a matmul, its weight laid out in the same order
+    w_flat = w.transpose(0, 2, 3, 1).reshape(C, p * p * Cin)         # (C, p*p*Cin)
+    x, c_lin = linear_forward(patches, w_flat, b)                    # (B, N, C)
+    grid = (img.shape[2] // p, img.shape[3] // p)
+    return x, PatchEmbedCache(lin=c_lin, grid_size=grid, w_shape=tuple(w.shape))
 
 
-def patch_embed_backward(dx, cache: PatchEmbedCache):
+def patch_embed_backward(dout, cache: PatchEmbedCache):
     """Return ``(dimg, dw, db)``."""
-    dpatches, dw2, db = linear_backward(dx, cache.lin)               # (B, N, Cin*p*p), (C, Cin*p*p)
-    C = dw2.shape[0]
-    Cin = cache.img_shape[1]
-    dimg = unpatchify_grad(dpatches, cache.img_shape, cache.p)       # (B, Cin, Hi, Wi)
-    return dimg, dw2.reshape(C, Cin, cache.p, cache.p), db
+    C, Cin, p, _ = cache.w_shape
+    # 2. x = patches Wf^T + b
+    dpatches, dw_flat, db = linear_backward(dout, cache.lin)         # (B, N, p*p*Cin), (C, p*p*Cin)
+    dw = dw_flat.reshape(C, p, p, Cin).transpose(0, 3, 1, 2)         # (C, Cin, p, p)
+    # 1. patches = patchify(img)
+    dimg = unpatchify(dpatches, p, cache.grid_size)                  # (B, Cin, H p, W p)
+    return dimg, dw, db
