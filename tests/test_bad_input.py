@@ -6,6 +6,8 @@ import torch
 
 from helpers import make_mhsa, make_vca, random_state, tokens
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention
+from vca_ref.models import DiTConfig, TinyDiT, TinyViT, ViTConfig
+from vca_ref.nn import LabelEmbedder, LayerNorm, Linear, Mlp, PatchEmbed, TimestepEmbedder
 
 # C=8, h=2, a 3x4 grid, one class token: N = 1 + 3*4 = 13
 KW = dict(dim=8, num_heads=2, grid_size=(3, 4), pool_size=(2, 3), num_prefix_tokens=1)
@@ -241,3 +243,90 @@ def test_to_converts_and_the_default_is_float32():
     m.to(dtype=np.float64)
     assert m.dtype == np.float64 and all(p.dtype == np.float64 for p in m.state_dict().values())
     assert m.forward(x_for(m)).dtype == np.float64
+
+
+# --------------------------------------------------------------------------- empty and degenerate inputs
+
+
+def _empty_batch_cases():
+    f = np.float64
+    cases = {
+        "linear": (Linear(4, 3, dtype=f), (np.zeros((0, 4)),)),
+        "layernorm": (LayerNorm(4, dtype=f), (np.zeros((0, 5, 4)),)),
+        "mlp": (Mlp(4, 8, dtype=f), (np.zeros((0, 3, 4)),)),
+        "patch_embed": (PatchEmbed(4, 2, 1, 8, dtype=f), (np.zeros((0, 1, 4, 4)),)),
+        "timestep_embedder": (TimestepEmbedder(8, dtype=f), (np.zeros((0,)),)),
+        "label_embedder": (LabelEmbedder(3, 8, dtype=f), (np.zeros((0,), dtype=np.int64),)),
+        "mhsa": (make_mhsa(8, 2), (np.zeros((0, 5, 8)),)),
+    }
+    for name, option in (("vca", {}), ("vca_no_conv", dict(use_dwconv=False)),
+                         ("vca_no_pool", dict(pool_queries=False)), ("vca_plain", dict(differential="none"))):
+        cases[name] = (make_vca(dict(KW, **option)), (np.zeros((0, 13, 8)),))
+    for att in ("vca", "mhsa"):
+        cases[f"vit_{att}"] = (TinyViT(ViTConfig(attention=att, dtype="float64")), (np.zeros((0, 1, 8, 8)),))
+        cases[f"dit_{att}"] = (TinyDiT(DiTConfig(attention=att, dtype="float64")),
+                               (np.zeros((0, 1, 8, 8)), np.zeros((0,)), np.zeros((0,), dtype=np.int64)))
+    return cases
+
+
+EMPTY = _empty_batch_cases()
+
+
+@pytest.mark.parametrize("name", list(EMPTY))
+def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(name):
+    """B = 0 runs: the output has batch 0, the input gradient is empty, every parameter gradient is 0."""
+    m, inputs = EMPTY[name]
+    out = m.forward(*inputs)
+    assert out.shape[0] == 0 and out.dtype == np.float64
+    dx = m.backward(np.zeros(out.shape))
+    assert dx is None or dx.shape == inputs[0].shape
+    grads = m.named_grads()
+    assert set(grads) == {k for k, _ in m.named_parameters()}
+    for k, g in grads.items():
+        assert g.shape == dict(m.named_parameters())[k].shape, k
+        assert not np.any(g), k
+
+
+def test_attention_over_zero_tokens_is_refused_at_the_module():
+    with pytest.raises(ValueError, match=r"x has 0 tokens \(shape \(2, 0, 8\)\); attention needs at least 1 token"):
+        make_mhsa(8, 2).forward(np.zeros((2, 0, 8)))
+    with pytest.raises(ValueError, match=r"x has 0 tokens but the layer expects P \+ H\*W = 1 \+ 3\*4 = 13"):
+        make_vca(KW).forward(np.zeros((2, 0, 8)))
+
+
+@pytest.mark.parametrize("kind", ["mhsa", "vca_1x1", "vca_1x1_prefix", "vca_1xW"])
+def test_a_single_token_or_a_one_cell_grid_is_well_defined(kind):
+    """One token attends to itself (softmax weight 1): MHSA returns proj(v); VCA's 1x1 grid pools to
+    that one patch query, and its 3x3 conv sees only the centre tap."""
+    if kind == "mhsa":
+        m = make_mhsa(8, 2)
+        x = tokens(m, batch=3)[:, :1]                                       # (3, 1, 8)
+    else:
+        grid, P = {"vca_1x1": ((1, 1), 0), "vca_1x1_prefix": ((1, 1), 1), "vca_1xW": ((1, 5), 0)}[kind]
+        m = make_vca(dict(dim=8, num_heads=2, grid_size=grid, pool_size=(1, 1), num_prefix_tokens=P))
+        x = tokens(m, batch=3)
+    y = m.forward(x)
+    dx = m.backward(np.random.default_rng(0).standard_normal(y.shape))
+    assert y.shape == x.shape == dx.shape
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    if kind == "mhsa":                   # softmax over one key is 1: y = (x Wv^T + bv) Wproj^T + bproj
+        p = m.params
+        v = x @ p["qkv.weight"][16:].T + p["qkv.bias"][16:]
+        np.testing.assert_allclose(y, v @ p["proj.weight"].T + p["proj.bias"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("ctor, msg", [
+    (lambda: Linear(0, 3), r"in_features must be a positive int, got 0"),
+    (lambda: Linear(4, 2.5), r"out_features must be a positive int, got 2\.5"),
+    (lambda: LayerNorm(0), r"dim must be a positive int, got 0"),
+    (lambda: LayerNorm(4, eps=0.0), r"eps must be > 0, got 0\.0"),
+    (lambda: Mlp(4, 0), r"hidden_features must be a positive int, got 0"),
+    (lambda: PatchEmbed(4, 2, 0, 8), r"in_chans must be a positive int, got 0"),
+    (lambda: PatchEmbed(4, 0, 1, 8), r"patch_size must be a positive int, got 0"),
+    (lambda: TimestepEmbedder(0), r"hidden_size must be a positive int, got 0"),
+    (lambda: LabelEmbedder(0, 8), r"num_classes must be a positive int, got 0"),
+    (lambda: MultiHeadSelfAttention(8, 0), r"num_heads must be a positive int, got 0"),
+])
+def test_module_sizes_must_be_positive_ints(ctor, msg):
+    with pytest.raises(ValueError, match=msg):
+        ctor()

@@ -27,7 +27,7 @@ from vca_ref.backend import get_array_module
 from vca_ref.ops.activations import silu_backward, silu_forward
 from vca_ref.ops.embedding import embedding_backward, embedding_forward
 from vca_ref.nn import init
-from vca_ref.nn.checks import check_array
+from vca_ref.nn.checks import check_array, check_positive_int
 from vca_ref.nn.layers import Linear
 from vca_ref.nn.module import Module
 
@@ -79,6 +79,8 @@ class TimestepEmbedder(Module):
     def __init__(self, hidden_size: int, frequency_embedding_size: int = FREQUENCY_EMBEDDING_SIZE, *,
                  seed=0, dtype=np.float32):
         super().__init__(dtype)
+        check_positive_int(hidden_size, "hidden_size")
+        check_positive_int(frequency_embedding_size, "frequency_embedding_size")
         rng = init.as_rng(seed)
         self.frequency_embedding_size = frequency_embedding_size
         self.fc0 = Linear(frequency_embedding_size, hidden_size, seed=rng, dtype=dtype)
@@ -121,6 +123,8 @@ class LabelEmbedder(Module):
     def __init__(self, num_classes: int, hidden_size: int, dropout_prob: float = 0.0, *, seed=0,
                  dtype=np.float32):
         super().__init__(dtype)
+        check_positive_int(num_classes, "num_classes")
+        check_positive_int(hidden_size, "hidden_size")
         if not 0.0 <= dropout_prob < 1.0:
             raise ValueError(f"dropout_prob must be in [0, 1), got {dropout_prob}")
         rng = init.as_rng(seed)

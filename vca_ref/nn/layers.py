@@ -26,7 +26,7 @@ from vca_ref.ops.layernorm import layernorm_backward, layernorm_forward
 from vca_ref.ops.linear import linear_backward, linear_forward
 from vca_ref.ops.patch_embed import patch_embed_backward, patch_embed_forward
 from vca_ref.nn import init
-from vca_ref.nn.checks import check_array, check_dout
+from vca_ref.nn.checks import check_array, check_dout, check_positive_int
 from vca_ref.nn.module import Module
 
 
@@ -40,6 +40,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed=0,
                  dtype=np.float32):
         super().__init__(dtype)
+        check_positive_int(in_features, "in_features")
+        check_positive_int(out_features, "out_features")
         self.in_features, self.out_features = in_features, out_features
         rng = init.as_rng(seed)
         self.params["weight"] = init.trunc_normal(rng, (out_features, in_features), dtype=self.dtype)
@@ -74,6 +76,9 @@ class LayerNorm(Module):
     def __init__(self, dim: int, eps: float = 1e-5, elementwise_affine: bool = True, *,
                  dtype=np.float32):
         super().__init__(dtype)
+        check_positive_int(dim, "dim")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
         self.dim, self.eps, self.elementwise_affine = dim, float(eps), elementwise_affine
         if elementwise_affine:
             self.params["weight"] = init.ones((dim,), self.dtype)
@@ -109,6 +114,8 @@ class Mlp(Module):
     def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None,
                  approximate: str = "none", *, seed=0, dtype=np.float32):
         super().__init__(dtype)
+        for name, v in (("in_features", in_features), ("hidden_features", hidden_features)):
+            check_positive_int(v, name)
         if approximate not in GELU_APPROXIMATIONS:
             raise ValueError(f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
         out_features = in_features if out_features is None else out_features
@@ -156,7 +163,10 @@ class PatchEmbed(Module):
         super().__init__(dtype)
         Hi, Wi = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         p = patch_size
-        if p < 1 or Hi % p or Wi % p:
+        for name, v in (("image height", Hi), ("image width", Wi), ("patch_size", p),
+                        ("in_chans", in_chans), ("embed_dim", embed_dim)):
+            check_positive_int(v, name)
+        if Hi % p or Wi % p:
             raise ValueError(f"patch_size {p} must divide the image size {(Hi, Wi)}")
         self.img_size, self.patch_size, self.in_chans, self.embed_dim = (Hi, Wi), p, in_chans, embed_dim
         self.grid_size = (Hi // p, Wi // p)
