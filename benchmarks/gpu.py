@@ -255,8 +255,7 @@ def bench_layer(kind: str, grid: int, batch: int, target: Target, *, rounds: int
         backward = vca_backward
     else:
         def forward(x):
-            return mhsa_forward(x, p["qkv.weight"], p["qkv.bias"], p["proj.weight"],
-                                p["proj.bias"], HEADS)
+            return mhsa_forward(x, p, HEADS)
         backward = mhsa_backward
     x, dy = backend.to_device(x_host, target.device), backend.to_device(dy_host, target.device)
     contenders = {"cupy": (_xp_step(forward, backward, x, dy, True), target.clock),

@@ -13,6 +13,7 @@ import torch_oracle
 from vca_ref import MultiHeadSelfAttention, VisualContrastAttention, ops
 from vca_ref.ops.mhsa import mhsa_backward, mhsa_forward
 from vca_ref.ops import vca_dwc, vca_stage1, vca_stage2, vca_tokens
+from vca_ref.ops.softmax import SoftmaxCache
 from vca_ref.ops.vca_variants import vca_pair
 
 # Tiny base layer: C=8, h=2 (d=4), a non-square 3x4 grid pooled to an uneven 2x3 grid
@@ -166,6 +167,23 @@ def compare(pairs: dict, tol: float, dtype=None) -> None:
                      + "\n".join(f"  {k:<22} {v:.3e}" for k, v in errs.items()))
 
 
+def softmax_outputs(cache, path: str = "") -> dict:
+    """Every softmax output inside a (nested NamedTuple) cache, ``{dotted path: S}``.
+
+    The path names the fields the walk went through, e.g. ``"s2.sm"`` for the joint Stage-II
+    softmax of the paper's layer or ``"s2.stage.sm.1"`` for the second of two separate ones.
+    """
+    if isinstance(cache, SoftmaxCache):
+        return {path: cache.y}
+    if not isinstance(cache, tuple):
+        return {}
+    names = getattr(cache, "_fields", None) or [str(i) for i in range(len(cache))]
+    out = {}
+    for name, value in zip(names, cache):
+        out.update(softmax_outputs(value, f"{path}.{name}" if path else name))
+    return out
+
+
 def float32_resolvable(m) -> bool:
     """False at the degenerate points where float32 cannot resolve VCA's gradients at 1e-4.
 
@@ -277,6 +295,8 @@ def op_cases() -> dict[str, OpCase]:
                    dict(logits=2 * n((4, 6))), labels=ce_labels, label_smoothing=0.1),
         _pair_case("mse", ops.mse_forward, ops.mse_backward,
                    dict(pred=n((2, 3, 4)), target=n((2, 3, 4)))),
+        _pair_case("attention", ops.attention_forward, ops.attention_backward,
+                   dict(q=n((2, 2, 3, 4)), k=n((2, 2, 5, 4)), v=n((2, 2, 5, 4)))),
         _params_case("mhsa", mhsa_forward, mhsa_backward,
                      {"x": n((2, 5, 8)), "qkv.weight": 0.5 * n((24, 8)), "qkv.bias": 0.5 * n(24),
                       "proj.weight": 0.5 * n((8, 8)), "proj.bias": 0.5 * n(8)}, 2),
@@ -301,8 +321,6 @@ def stage_cases() -> dict[str, OpCase]:
     lam = lambda: np.asarray(0.4 + 0.3 * n_())                         # a 0-d lambda
     stage_in = lambda: dict(lam=lam(), norm_w=1 + 0.5 * n_(d))
     cases = [
-        _pair_case("attention", ops.attention_forward, ops.attention_backward,
-                   dict(q=n_((B, h, 3, d)), k=n_((B, h, 5, d)), v=n_((B, h, 5, d)))),
         _pair_case("contrast_tokens", vca_tokens.contrast_tokens_forward,
                    vca_tokens.contrast_tokens_backward,
                    dict(q_patch=n_((B, h, HW, d)), E=n_((2, n, C))), grid_size=grid, pool_size=pool),

@@ -399,7 +399,6 @@ def test_named_vit_sizes_run(name, attention):
     logits = m.forward(x)
     assert logits.shape == (2, 10) and logits.dtype == np.float32 and np.all(np.isfinite(logits))
     assert m.backward(np.ones_like(logits)).shape == x.shape
-    assert ViTConfig.from_dict(cfg.to_dict()) == cfg
 
 
 @pytest.mark.parametrize("name", sorted(DIT_CONFIGS))
@@ -411,7 +410,6 @@ def test_named_dit_sizes_run(name, attention):
     out = m.forward(x, np.array([10, 500]), np.array([3, 10]))
     assert out.shape == x.shape and out.dtype == np.float32
     assert m.backward(np.ones_like(out)).shape == x.shape
-    assert DiTConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_seeded_init_is_deterministic_and_to_dtype_works():
@@ -434,7 +432,7 @@ def test_checkpoint_loads_into_torch_with_safetensors(tmp_path, kind, attention)
     from vca_ref.io import checkpoint as ck
     m = (vit if kind == "vit" else dit)(attention, "float32")
     path = str(tmp_path / "model.safetensors")
-    ck.save_module(m, path, config=m.config.to_dict())
+    ck.save_module(m, path, config=dataclasses.asdict(m.config))
     tensors = torch_load_file(path)
     assert set(tensors) == set(m.state_dict()) and all(v.dtype == torch.float32 for v in tensors.values())
     cls = TM.VisionTransformer if kind == "vit" else TM.DiT

@@ -23,6 +23,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import torch_oracle as T
 from helpers import (TOL, VCA_CASES, compare, float32_resolvable, make_mhsa, make_vca, module_pairs,
@@ -62,6 +63,7 @@ TORCH_OPS = {
     "cross_entropy_smooth": lambda t, c: T.cross_entropy(t["logits"], torch.from_numpy(c["labels"]),
                                                          c["label_smoothing"]),
     "mse": lambda t, c: T.mse(t["pred"], t["target"]),
+    "attention": lambda t, c: F.scaled_dot_product_attention(t["q"], t["k"], t["v"]),
     "mhsa": lambda t, c: torch.func.functional_call(
         T.TorchMHSA(t["x"].shape[-1], c["config"], dtype=t["x"].dtype),
         {k: v for k, v in t.items() if k != "x"}, (t["x"],)),

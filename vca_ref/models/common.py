@@ -8,15 +8,14 @@ VCA extras (``e_pos``, ``e_neg``, ``stage{1,2}.*``, ``dwc.*``).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
+from vca_ref.nn.checks import check_positive_int
 from vca_ref.nn.mhsa import MultiHeadSelfAttention
-from vca_ref.nn.vca import VisualContrastAttention
 from vca_ref.nn.module import check_float_dtype
+from vca_ref.nn.vca import VisualContrastAttention
+from vca_ref.ops.vca_config import PAPER_OPTIONS, int_pair
 
 ATTENTIONS = ("vca", "mhsa")
 VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential",
@@ -50,7 +49,7 @@ class TokenModelConfig:
     num_prefix_tokens: ClassVar[int] = 0  # P: tokens before the patch grid
 
     def __post_init__(self):
-        object.__setattr__(self, "pool_size", pair(self.pool_size))
+        object.__setattr__(self, "pool_size", int_pair(self.pool_size, "config.pool_size"))
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -61,13 +60,6 @@ class TokenModelConfig:
     def num_tokens(self) -> int:
         """N = P + H*W."""
         return self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return config_from_dict(cls, d)
 
 
 def vca_options(cfg) -> dict:
@@ -91,9 +83,7 @@ def make_attention(cfg, grid_size: tuple[int, int], num_prefix_tokens: int, laye
 def check_model_config(cfg) -> None:
     """Validate the fields both configs share; raise ``ValueError``/``TypeError`` naming the field."""
     for name in ("img_size", "patch_size", "in_chans", "num_classes", "dim", "depth", "num_heads"):
-        v = getattr(cfg, name)
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"config.{name} must be a positive int, got {v!r}")
+        check_positive_int(getattr(cfg, name), f"config.{name}")
     if cfg.img_size % cfg.patch_size:
         raise ValueError(f"config.patch_size {cfg.patch_size} must divide config.img_size {cfg.img_size}")
     if cfg.dim % cfg.num_heads:
@@ -108,26 +98,3 @@ def check_model_config(cfg) -> None:
         raise ValueError(f"config.pool_size {tuple(cfg.pool_size)} is larger than the patch grid "
                          f"({grid}, {grid})")
     check_float_dtype(cfg.dtype)
-
-
-def config_to_dict(cfg) -> dict:
-    """A JSON-friendly dict of a config dataclass (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
-def config_from_dict(cls, d: dict):
-    """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError``."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    extra = sorted(set(d) - names)
-    if extra:
-        raise ValueError(f"unknown {cls.__name__} fields {extra}")
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    return cls(**kw)
-
-
-def pair(v) -> tuple[int, int]:
-    """An int or a pair -> a pair of ints."""
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    a, b = v
-    return int(a), int(b)

@@ -42,7 +42,8 @@ def is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _pair(v, name: str) -> tuple[int, int]:
+def int_pair(v, name: str) -> tuple[int, int]:
+    """An int or a pair of ints -> a pair of positive ints; ``TypeError``/``ValueError`` naming ``name``."""
     if is_int(v):
         v = (v, v)
     try:
@@ -75,8 +76,8 @@ class VCAConfig:
     lambda_init_scale: float = 1.0      # s in lambda_init = s (0.8 - 0.6 exp(-0.3 l))
 
     def __post_init__(self):
-        object.__setattr__(self, "grid_size", _pair(self.grid_size, "grid_size"))
-        object.__setattr__(self, "pool_size", _pair(self.pool_size, "pool_size"))
+        object.__setattr__(self, "grid_size", int_pair(self.grid_size, "grid_size"))
+        object.__setattr__(self, "pool_size", int_pair(self.pool_size, "pool_size"))
         if not is_int(self.dim) or not is_int(self.num_heads) or self.dim < 1 or self.num_heads < 1:
             raise ValueError(f"dim and num_heads must be positive ints, got {self.dim!r}, {self.num_heads!r}")
         if self.dim % self.num_heads:
