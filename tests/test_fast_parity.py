@@ -27,7 +27,7 @@ import vca_ref.fast as fast
 from vca_ref.backend import available_devices, describe, to_device
 from vca_ref.fast import cpu_dwconv, registry
 from vca_ref.fast.kernels import CUH_FILES, cuh_path
-from vca_ref.ops import activations, dwconv, lambdas, layernorm, linear, modulate, pooling, rmsnorm, softmax
+from vca_ref.ops import activations, diff_combine, dwconv, layernorm, linear, modulate, pooling, rmsnorm, softmax
 from vca_ref.train import optim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,9 +191,9 @@ CUDA_CASES = [
     Case("silu_forward", activations.silu_forward, silu),
     Case("silu_backward", activations.silu_backward,
          _bwd(activations.silu_forward, silu, SAME), activations.silu_forward),
-    Case("diff_combine_forward", lambdas.diff_combine_forward, combine),
-    Case("diff_combine_backward", lambdas.diff_combine_backward,
-         _bwd(lambdas.diff_combine_forward, combine, SAME), lambdas.diff_combine_forward),
+    Case("diff_combine_forward", diff_combine.diff_combine_forward, combine),
+    Case("diff_combine_backward", diff_combine.diff_combine_backward,
+         _bwd(diff_combine.diff_combine_forward, combine, SAME), diff_combine.diff_combine_forward),
     Case("modulate_forward", modulate.modulate_forward, modul),
     Case("modulate_backward", modulate.modulate_backward,
          _bwd(modulate.modulate_forward, modul, SAME), modulate.modulate_forward),
@@ -340,8 +340,8 @@ EXPECTED = {
     ("vca_ref.ops.activations.gelu_backward", "vca_ref.fast.cuda_twins.gelu_backward"),
     ("vca_ref.ops.activations.silu_forward", "vca_ref.fast.cuda_twins.silu_forward"),
     ("vca_ref.ops.activations.silu_backward", "vca_ref.fast.cuda_twins.silu_backward"),
-    ("vca_ref.ops.lambdas.diff_combine_forward", "vca_ref.fast.cuda_twins.diff_combine_forward"),
-    ("vca_ref.ops.lambdas.diff_combine_backward", "vca_ref.fast.cuda_twins.diff_combine_backward"),
+    ("vca_ref.ops.diff_combine.diff_combine_forward", "vca_ref.fast.cuda_twins.diff_combine_forward"),
+    ("vca_ref.ops.diff_combine.diff_combine_backward", "vca_ref.fast.cuda_twins.diff_combine_backward"),
     ("vca_ref.ops.modulate.modulate_forward", "vca_ref.fast.cuda_twins.modulate_forward"),
     ("vca_ref.ops.modulate.modulate_backward", "vca_ref.fast.cuda_twins.modulate_backward"),
     ("vca_ref.ops.softmax.softmax_backward", "vca_ref.fast.cuda_twins.softmax_backward"),

@@ -127,12 +127,12 @@ class TorchVCA(nn.Module):
 
     def __init__(self, dim, num_heads, grid_size, pool_size, num_prefix_tokens=0, layer_index=0,
                  stage2_softmax="joint", tied_embeddings=False, pool_queries=True, use_dwconv=True,
-                 differential="both", eps=1e-5, dtype=torch.float64):
+                 differential="both", eps=1e-5, lambda_init_scale=1.0, dtype=torch.float64):
         super().__init__()
         pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
         self.grid_size, self.pool_size = pair(grid_size), pair(pool_size)
         self.num_heads, self.P = num_heads, num_prefix_tokens
-        self.init = lambda_init(layer_index)
+        self.init = lambda_init_scale * lambda_init(layer_index)     # scale 1: the paper
         self.stage2_softmax, self.pool_queries = stage2_softmax, pool_queries
         n, d = self.pool_size[0] * self.pool_size[1], dim // num_heads
 

@@ -15,7 +15,7 @@ from vca_ref.nn.checks import check_positive_int
 from vca_ref.nn.mhsa import MultiHeadSelfAttention
 from vca_ref.nn.module import check_float_dtype
 from vca_ref.nn.vca import VisualContrastAttention
-from vca_ref.ops.vca_config import PAPER_OPTIONS, int_pair
+from vca_ref.ops.vca_config import int_pair
 
 ATTENTIONS = ("vca", "mhsa")
 VCA_OPTION_FIELDS = ("stage2_softmax", "tied_embeddings", "pool_queries", "use_dwconv", "differential",

@@ -1,6 +1,6 @@
 // combine.cuh -- the differential combine of VCA (vca_ref/ops/diff_combine.py) and the adaLN
 // modulation of DiT (vca_ref/ops/modulate.py).  Needs common.cuh first.
-// Reference: vca_ref/ops/lambdas.py vca_ref/ops/modulate.py -- each "// ref:" line below is a
+// Reference: vca_ref/ops/diff_combine.py vca_ref/ops/modulate.py -- each "// ref:" line below is a
 // line of one of them, verbatim (tests/test_fast_parity.py checks).
 //
 //   z = a - lam * b                      dout -> (da, db, dlam) = (dout, -lam dout, -sum(dout * b))
