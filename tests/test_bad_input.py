@@ -288,7 +288,7 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(name):
 
 
 def test_attention_over_zero_tokens_is_refused_at_the_module():
-    with pytest.raises(ValueError, match=r"x has 0 tokens \(shape \(2, 0, 8\)\); attention needs at least 1 token"):
+    with pytest.raises(ValueError, match=r"x has 0 tokens \(shape \(2, 0, 8\)\); attention needs at least 1"):
         make_mhsa(8, 2).forward(np.zeros((2, 0, 8)))
     with pytest.raises(ValueError, match=r"x has 0 tokens but the layer expects P \+ H\*W = 1 \+ 3\*4 = 13"):
         make_vca(KW).forward(np.zeros((2, 0, 8)))

@@ -63,7 +63,7 @@ class VisualContrastAttention(Module):
                 self.params[name] = init.normal(rng, shape, 0.1, dt)            # N(0, 0.1^2)
             elif name.endswith("norm.weight"):
                 self.params[name] = init.ones(shape, dt)
-            elif name in ("dwc.weight", "dwc.bias"):      # PyTorch conv default: U(+-1/sqrt(fan_in)), fan_in = 9
+            elif name in ("dwc.weight", "dwc.bias"):    # PyTorch conv default U(+-1/sqrt(9)), fan_in 9
                 self.params[name] = init.uniform(rng, shape, 1.0 / 3.0, dt)
         self._out_shape = None
 

@@ -100,9 +100,9 @@ def vca_backward(dout, cache: VCACache):
     dOm, dv_patch, ddwc_w, ddwc_b = dwc_residual_backward(dOm, c.dwc)              # (B, N, C), (B, h, HW, d)
     dO = split_heads(dOm, h)                                                       # (B, h, N, d)
     # 5. O = Stage II(q, T, Vh)
-    dq, dT2, dVh, dlam2, dnorm2 = stage2_backward(dO, c.s2)                        # (B, h, N, d), (B, h, 2n, d)
+    dq, dT2, dVh, dlam2, dnorm2 = stage2_backward(dO, c.s2)                        # dq (B, h, N, d)
     # 4. Vh = Stage I(T, k, v)
-    dT1, dk, dv, dlam1, dnorm1 = stage1_backward(dVh, c.s1)                        # (B, h, 2n, d), (B, h, N, d)
+    dT1, dk, dv, dlam1, dnorm1 = stage1_backward(dVh, c.s1)                        # dT1 (B, h, 2n, d)
     # 3. lam_j = exp(lq1 . lk1) - exp(lq2 . lk2) + li
     dlambdas1 = lambda_backward(dlam1, c.lam1)                                     # 4 x (d,)
     dlambdas2 = lambda_backward(dlam2, c.lam2)
