@@ -447,8 +447,8 @@ def test_checkpoint_loads_into_torch_with_safetensors(tmp_path, kind, attention)
         ours, theirs = m.forward(x, t, y), tm(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(y))
     assert rel_err(ours, theirs.detach().numpy()) <= 1e-5
     # and back: the file loads into a fresh vca_ref model with the same outputs
-    fresh = (TinyViT if kind == "vit" else TinyDiT)(type(m.config).from_dict(
-        json.loads(ck.read_metadata(path)["config"])), seed=99)
+    fresh = (TinyViT if kind == "vit" else TinyDiT)(type(m.config)(
+        **json.loads(ck.read_metadata(path)["config"])), seed=99)
     ck.load_into(fresh, path)
     again = fresh.forward(x) if kind == "vit" else fresh.forward(x, t, y)
     np.testing.assert_array_equal(again, ours)

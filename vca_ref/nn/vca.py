@@ -14,6 +14,7 @@ from vca_ref.nn import init
 from vca_ref.nn.checks import check_array, check_dout
 from vca_ref.nn.module import Module
 from vca_ref.ops.lambdas import lambda_forward
+from vca_ref.ops.vca import stage_lambdas
 from vca_ref.ops.vca_variants import vca_pair
 from vca_ref.ops.vca_config import LAMBDA_NAMES, VCAConfig
 
@@ -94,10 +95,6 @@ class VisualContrastAttention(Module):
 
     def lambdas(self) -> dict[str, float]:
         """Current lambda_1, lambda_2 values (float), for inspection."""
-        out = {}
-        for j in (1, 2):
-            if f"stage{j}.lambda_q1" in self.params:
-                lam, _ = lambda_forward(*(self.params[f"stage{j}.{k}"] for k in LAMBDA_NAMES),
-                                        self.config.lambda_init)
-                out[f"lambda{j}"] = float(lam)
-        return out
+        li = self.config.lambda_init
+        return {f"lambda{j}": float(lambda_forward(*stage_lambdas(self.params, j), li)[0])
+                for j in (1, 2) if f"stage{j}.lambda_q1" in self.params}
