@@ -1,23 +1,25 @@
 """MkDocs hooks for the vca_ref site (loaded by ``hooks:`` in mkdocs.yml).
 
-Five jobs, each small, none of them touching the network:
+Five jobs, none of them touching the network (helpers in the sibling modules
+notebook_cache.py, plain_text.py and results_tables.py):
 
-1. **Notebooks, single source.**  ``notebooks/*.ipynb`` stay where they are (the
-   test suite executes them there).  ``on_files`` adds each one to the build as
-   ``tutorials/<name>.ipynb`` *before* mkdocs-jupyter's own ``on_files`` runs
-   (higher event priority), so mkdocs-jupyter renders them like any page;
-   ``on_config`` appends them to the "Tutorials" section of the nav, so a new
-   notebook shows up without editing mkdocs.yml; ``<!-- vca:notebooks -->`` on
-   tutorials/index.md becomes a list of them.  No symlink, no copy in git.
+1. **Notebooks, single source, executed.**  ``notebooks/*.ipynb`` stay where they are, stored
+   without outputs.  ``on_files`` executes each one (or takes its executed copy from the cache
+   in ``.cache/notebooks/``, keyed by the notebook and the package sources: see
+   notebook_cache.py) and adds the executed copy to the build as ``tutorials/<name>.ipynb``
+   *before* mkdocs-jupyter's own ``on_files`` runs (higher event priority), so mkdocs-jupyter
+   renders it like any page; ``on_config`` appends them to the "Tutorials" section of the nav,
+   so a new notebook shows up without editing mkdocs.yml; ``<!-- vca:notebooks -->`` on
+   tutorials/index.md becomes a list of them.  ``VCA_DOCS_EXECUTE=0`` renders them as stored.
 2. **MathJax, vendored at build time.**  MathJax 3 is installed from the npm
    registry by ``.ci/install-docs.sh`` into ``.cache/docs-js`` (git-ignored);
    ``on_files`` adds its ``es5`` files to the build under
    ``assets/vendor/mathjax/``.  If MathJax cannot be found the hook logs a
    WARNING, so ``mkdocs build --strict`` fails instead of shipping raw TeX.
-3. **Notebook pages without CDN loaders.**  nbconvert's template emits a
-   MathJax-2 loader and a mermaid ES-module import from a CDN; ``on_post_page``
-   strips both from notebook pages (the site-wide vendored MathJax typesets
-   their math instead).
+3. **Notebook pages that read like the others.**  nbconvert's template emits a MathJax-2 loader
+   and a mermaid ES-module import from a CDN; ``on_post_page`` strips both (the site-wide
+   vendored MathJax typesets their math instead).  The contents panel is read back from the
+   page's own headings, and every contents panel and the search index show math as plain text.
 4. **A complete API reference.**  ``<!-- vca:api-undocumented -->`` on api.md becomes a
    ``::: module`` entry for every public module of ``vca_ref`` that no API page lists yet, so a
    newly added module is documented even before someone files it under the right page.
@@ -32,12 +34,14 @@ Environment variables (all optional):
 
     VCA_DOCS_MATHJAX        directory holding MathJax's es5/ build (tex-chtml.js)
     VCA_DOCS_NOTEBOOKS      directory of the notebooks to render (default notebooks/)
+    VCA_DOCS_EXECUTE        0: render the notebooks as stored, without executing them
+    VCA_DOCS_NB_CACHE       where executed notebooks are cached (default .cache/notebooks/)
+    VCA_DOCS_NB_JOBS        notebooks executed at the same time (default 2)
     VCA_DOCS_BENCH_RESULTS  directory of benchmark JSON/PNG (default benchmarks/results/)
     VCA_DOCS_TOY_RESULTS    directory of toy-scale result JSON/PNG (default runs/compare/, where `vca-ref compare` writes)
 """
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -46,6 +50,11 @@ from pathlib import Path
 
 from mkdocs.plugins import CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.toc import get_toc
+
+import notebook_cache                                 # docs/_hooks/ is on sys.path while loading
+from plain_text import headings_toc, math_to_text, plain_search_index, plain_toc_titles
+from results_tables import images, results_markdown
 
 log = logging.getLogger("mkdocs.hooks.vca_docs")
 
@@ -105,10 +114,29 @@ def on_config(config):
 
 
 # ------------------------------------------------------------------ 1 + 2. files
+def rendered_notebooks() -> dict[Path, Path]:
+    """{stored notebook: the copy to render}: the executed copy (cached, see notebook_cache.py),
+    or the stored one when VCA_DOCS_EXECUTE=0 or when it fails to run (logged as an error, so
+    ``mkdocs build --strict`` fails)."""
+    nbs = notebook_paths()
+    if os.environ.get("VCA_DOCS_EXECUTE", "1") == "0":
+        log.info("VCA_DOCS_EXECUTE=0: notebooks are rendered as stored, without outputs")
+        return {nb: nb for nb in nbs}
+    out = {}
+    for nb, result in notebook_cache.executed_all(nbs).items():
+        if isinstance(result, Exception):
+            message = re.sub(r"\x1b\[[0-9;]*m", "", str(result))      # no terminal colours
+            log.error("notebook %s failed to execute; rendered without outputs:\n%s",
+                      nb.name, message[-3000:])
+            result = nb
+        out[nb] = result
+    return out
+
+
 @event_priority(50)          # before mkdocs-jupyter (priority 0) wraps .ipynb files
 def _add_files(files: Files, config) -> Files:
-    for nb in notebook_paths():
-        files.append(File.generated(config, f"{TUTORIALS}/{nb.name}", abs_src_path=str(nb)))
+    for nb, rendered in rendered_notebooks().items():
+        files.append(File.generated(config, f"{TUTORIALS}/{nb.name}", abs_src_path=str(rendered)))
 
     mj = mathjax_dir()
     if mj is None:
@@ -126,7 +154,7 @@ def _add_files(files: Files, config) -> Files:
 
     for var, default, dest in (("VCA_DOCS_BENCH_RESULTS", "benchmarks/results", "benchmarks"),
                                ("VCA_DOCS_TOY_RESULTS", "runs/compare", "reproduction")):
-        for img in _images(results_dir(var, default)):
+        for img in images(results_dir(var, default)):
             files.append(File.generated(config, f"{dest}/results/{img.name}",
                                         abs_src_path=str(img)))
     return files
@@ -197,10 +225,18 @@ def on_page_content(html_out: str, page, config, files) -> str:
     front of the code span. Turn each into an optional cross-reference (a link when the name is
     documented, plain code otherwise; never a warning)."""
     if page.file.src_uri.endswith(".ipynb"):
+        # mkdocs-jupyter's contents panel slugs headings differently from the page (dead links
+        # for headings with code) and keeps their TeX: read it back from the page instead.
+        tokens = headings_toc(html_out)
+        page.toc = get_toc(tokens)
+        if tokens and tokens[0]["level"] == 1:
+            page.title = tokens[0]["name"]
         name = Path(page.file.src_uri).name
         html_out = (f'<p class="vca-nb-source"><a href="{name}" download>Download this notebook'
-                    f'</a> (source: <code>notebooks/{name}</code>, stored without outputs; run it '
-                    f'with Jupyter to see them)</p>\n' + html_out)
+                    f'</a> with the outputs shown here (the repository stores '
+                    f'<code>notebooks/{name}</code> without outputs)</p>\n' + html_out)
+    else:
+        plain_toc_titles(page.toc)
     if ":<code>" in html_out:
         html_out = _RST_ROLE.sub(
             r'<autoref identifier="\1" optional><code>\1</code></autoref>', html_out)
@@ -220,7 +256,7 @@ def notebook_title(nb: Path) -> str:
             src = "".join(src) if isinstance(src, list) else src
             m = re.search(r"^#{1,6}\s+(.+?)\s*$", src, re.M)
             if m:
-                return m.group(1)
+                return math_to_text(m.group(1))
     return nb.stem
 
 
@@ -260,131 +296,25 @@ def _undocumented_markdown() -> str:
             + "\n\n".join(f"::: {m}" for m in mods) + "\n")
 
 
+@event_priority(-100)        # after the search plugin has written its index
+def on_post_build(config) -> None:
+    """The search index shows math as plain text, like the contents panel."""
+    plain_search_index(Path(config["site_dir"]) / "search" / "search_index.json")
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if "<!-- vca:api-undocumented -->" in markdown:
         markdown = markdown.replace("<!-- vca:api-undocumented -->", _undocumented_markdown())
     if "<!-- vca:notebooks -->" in markdown:
         markdown = markdown.replace("<!-- vca:notebooks -->", _notebook_list())
     if "<!-- vca:benchmarks -->" in markdown:
-        markdown = markdown.replace("<!-- vca:benchmarks -->", _results_markdown(
+        markdown = markdown.replace("<!-- vca:benchmarks -->", results_markdown(
             results_dir("VCA_DOCS_BENCH_RESULTS", "benchmarks/results"), "benchmarks/results",
             "No benchmark results in `benchmarks/results/` yet: run the scripts in "
             "`benchmarks/` (see above), then rebuild the site."))
     if "<!-- vca:toy-results -->" in markdown:
-        markdown = markdown.replace("<!-- vca:toy-results -->", _results_markdown(
+        markdown = markdown.replace("<!-- vca:toy-results -->", results_markdown(
             results_dir("VCA_DOCS_TOY_RESULTS", "runs/compare"), "reproduction/results",
             "No toy-scale results in `runs/compare/` yet: run `vca-ref compare` (see "
             "[Getting started](getting-started.md)), then rebuild the site."))
     return markdown
-
-
-def _images(d: Path) -> list[Path]:
-    return sorted(p for p in d.glob("*.png")) if d.is_dir() else []
-
-
-def _fmt(v, key: str = "") -> str:
-    if isinstance(v, bool) or v is None:
-        v = "—" if v is None else ("yes" if v else "no")
-    elif isinstance(v, (int, float)) and "bytes" in key:
-        v = f"{v / 2**20:.2f} MiB"
-    elif isinstance(v, float):
-        v = f"{v:.4g}"
-    elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-        v = f"{len(v)} entries"            # e.g. a per-epoch history: too long for a cell
-    elif isinstance(v, (list, dict)):
-        v = json.dumps(v)
-    return html.escape(str(v)).replace("|", "\\|").replace("\n", " ")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """{"vca": {"numpy_s": 1}} -> {"vca.numpy_s": 1} (one table column per leaf)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _table(records: list[dict], key_column: str | None = None) -> str:
-    rows = [_flatten(r) for r in records]
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    lines = ["| " + " | ".join(_fmt(c) for c in cols) + " |",
-             "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c, ""), c) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _is_records(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
-
-
-def render_results_json(data, name: str) -> str:
-    """Markdown for one results file, whatever its exact layout.
-
-    * a list of objects: one table, one row per object (nested objects become dotted columns);
-    * an object: its ``title`` (else ``benchmark``, else the file name) and ``description``;
-      every list of objects in it becomes a table (``records``/``rows``/``points`` first);
-      an object of objects (e.g. per-target results) becomes a table with a ``name`` column;
-      an object of plain values (machine, config, conventions) becomes a collapsed list;
-      the remaining plain values are listed under the title.
-    """
-    out = []
-    if _is_records(data):
-        return "\n".join([f"### {_fmt(name)}", "", _table(data)])
-    if not isinstance(data, dict):
-        return "\n".join([f"### {_fmt(name)}", "", "```json", json.dumps(data, indent=2), "```"])
-    out += [f"### {_fmt(data.get('title') or data.get('benchmark') or name)}", ""]
-    if data.get("description"):
-        out += [_fmt(data["description"]), ""]
-    skip = {"title", "description"}
-    scalars = [(k, v) for k, v in data.items()
-               if k not in skip and not isinstance(v, (dict, list))]
-    for k, v in scalars:
-        out.append(f"- **{_fmt(k)}**: {_fmt(v, k)}")
-    if scalars:
-        out.append("")
-    keys = sorted((k for k in data if k not in skip),
-                  key=lambda k: (k not in ("records", "rows", "points"), list(data).index(k)))
-    for k in keys:
-        v = data[k]
-        if _is_records(v):
-            out += [f"**{_fmt(k)}**", "", _table(v), ""]
-        elif isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
-            out += [f"**{_fmt(k)}**", "", _table([{"name": n, **x} for n, x in v.items()]), ""]
-    for k in keys:
-        v = data[k]
-        if isinstance(v, dict) and not all(isinstance(x, dict) for x in v.values()):
-            out.append(f'??? info "{_fmt(k)}"')
-            for kk, vv in _flatten(v).items():
-                out.append(f"    - **{_fmt(kk)}**: {_fmt(vv, kk)}")
-            out.append("")
-        elif isinstance(v, list) and not _is_records(v):
-            out += [f"- **{_fmt(k)}**: {_fmt(v)}", ""]
-    return "\n".join(out)
-
-
-def _results_markdown(d: Path, url_dir: str, missing: str) -> str:
-    jsons = sorted(d.glob("*.json")) if d.is_dir() else []
-    tables = sorted(d.glob("*.md")) if d.is_dir() else []
-    images = _images(d)
-    if not jsons and not images and not tables:
-        return f'!!! note "Not run yet"\n    {missing}\n'
-    parts = [f"*Generated from `{d.relative_to(ROOT) if d.is_relative_to(ROOT) else d}` "
-             "when the site was built.*", ""]
-    for t in tables:                      # Markdown a script wrote (e.g. compare's table.md)
-        parts += [f"### {_fmt(t.stem)}", "", t.read_text(encoding="utf-8"), ""]
-    for j in jsons:
-        try:
-            data = json.loads(j.read_text())
-        except (OSError, ValueError) as e:
-            log.warning("cannot read results file %s: %s", j, e)
-            continue
-        parts += [render_results_json(data, j.stem), ""]
-    for img in images:
-        parts += [f"![{img.stem}]({url_dir}/{img.name})", ""]
-    return "\n".join(parts)
