@@ -135,6 +135,16 @@ def test_notebook_links_point_at_site_pages(site):
             assert (target / "index.html").exists() or target.exists(), f"{page}: broken link {href}"
 
 
+def test_search_index_is_plain_text(site):
+    """Search results show headings and text as a reader sees them: no TeX, no ¶."""
+    docs = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    bad = [d["title"] for d in docs if re.search(r"\$|\\[A-Za-z(\[]|¶", d["title"])]
+    assert not bad, f"search titles with TeX: {bad[:5]}"
+    prose = [re.sub(r"<(code|pre)\b.*?</\1>", "", d["text"], flags=re.S) for d in docs]
+    bad = [t[:80] for t in prose if re.search(r"\$\$|\\\(|\\\[", t)]
+    assert not bad, f"search texts with TeX: {bad[:5]}"
+
+
 # ------------------------------------------------------------------ every page kind, in Chromium
 @needs_chromium
 @pytest.mark.parametrize("nb", NOTEBOOKS)
@@ -151,7 +161,8 @@ def test_notebook_page(site, dom, nb):
     source = "".join("".join(c["source"]) for c in code)
     if "matplotlib" in source:
         assert images, f"{page}: the notebook uses matplotlib but shows no plot"
-    shown = len(re.findall(r'<div class="jp-OutputArea-output[^"]*"[^>]*>\s*<img', page_dom))
+    shown = len(re.findall(r'<div class="[^"]*\bjp-OutputArea-output\b[^"]*"[^>]*>\s*<img',
+                           page_dom))
     assert shown == images, f"{page}: {shown} plots on the page, {images} in the notebook"
     markdown = "".join("".join(c["source"]) for c in executed["cells"]
                        if c["cell_type"] == "markdown")

@@ -164,6 +164,8 @@ def plain_search_index(path: Path) -> None:
         for key in ("title", "text"):
             if doc.get(key):
                 doc[key] = _plain_search_text(doc[key])
+        if doc.get("title"):                    # a notebook heading keeps its ¶ anchor link
+            doc["title"] = doc["title"].rstrip("¶ ")
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(index, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)

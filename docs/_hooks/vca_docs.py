@@ -122,6 +122,9 @@ def rendered_notebooks() -> dict[Path, Path]:
     if os.environ.get("VCA_DOCS_EXECUTE", "1") == "0":
         log.info("VCA_DOCS_EXECUTE=0: notebooks are rendered as stored, without outputs")
         return {nb: nb for nb in nbs}
+    for nb in nbs:
+        if not notebook_cache.cached_copy(nb).is_file():
+            log.info("executing %s (not in the cache)", nb.name)
     out = {}
     for nb, result in notebook_cache.executed_all(nbs).items():
         if isinstance(result, Exception):
