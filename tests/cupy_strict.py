@@ -136,7 +136,10 @@ class StrictFunction:
             operands = [a for a in args[1:] if isinstance(a, DeviceArray)]
             if len(operands) >= 2:
                 COUNTS.einsum2.append(args[0])
-        return wrap(self.twin(*unwrap(args, allow_host), **unwrap(kw)))
+        out = self.twin(*unwrap(args, allow_host), **unwrap(kw))
+        if isinstance(out, np.random.Generator):           # cupy.random.default_rng(seed)
+            return StrictNamespace("cupy.random.Generator", _real.random.Generator, out)
+        return wrap(out)
 
     def __getattr__(self, name):                           # ufunc methods: add.at, maximum.reduce
         if not hasattr(self.real, name):

@@ -117,8 +117,21 @@ def to_device(a, device: str):
 
 
 def to_numpy(a):
-    """Return a NumPy copy/view of ``a`` wherever it lives."""
+    """Return a NumPy copy/view of ``a`` wherever it lives (queued device checks are read first)."""
+    if _pending and is_cuda_array(a):
+        read_scalars()
     return to_device(a, "cpu")
+
+
+def generator_for(rng: np.random.Generator, device: str):
+    """The generator that draws random numbers on ``device``: ``rng`` itself on the CPU; on
+    CUDA a CuPy generator seeded by one draw of ``rng``, so the host generator (the one
+    checkpoints save) still decides every number and nothing is copied to the device."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
+    if check_device(device) == "cpu":
+        return rng
+    return _cupy.random.default_rng(int(rng.integers(2 ** 63)))
 
 
 def device_of(a) -> str:
@@ -133,6 +146,48 @@ def require_device(a, device: str, what: str = "input") -> None:
     if where != device:
         raise TypeError(f"{what} is on {where!r} but the model is on {device!r}; move it first "
                         f"with vca_ref.backend.to_device({what}, {device!r})")
+
+
+# ----------------------------------------------------------------------------- synchronisation
+# A device->host read waits for the device, so a training step makes ONE (the loss, for the log
+# and the NaN guard) and a sampling step none.  Checks of device data are therefore queued as
+# device flags and come back with the next read_scalars() (or to_numpy()).
+_pending: list = []          # (0-d device bool flag, error factory) awaiting the next read
+MAX_PENDING = 256            # more than this many queued flags are read at once (one sync)
+
+
+def check(ok, error) -> None:
+    """Raise ``error()`` unless ``ok``, a 0-d boolean array.
+
+    A host flag is read at once.  A device flag is queued and read with the next
+    :func:`read_scalars` or :func:`to_numpy`, in the same transfer as the values asked for: a
+    failed device check raises there, before any of those values is returned.  ``error`` is a
+    callable returning the exception, so its message may inspect the data after the fact.
+    """
+    if not is_cuda_array(ok):
+        if not bool(ok):
+            raise error()
+        return
+    _pending.append((ok, error))
+    if len(_pending) > MAX_PENDING:
+        read_scalars()
+
+
+def read_scalars(*values) -> tuple[float, ...]:
+    """Python floats of 0-d (or size-1) arrays and numbers, read in ONE device->host transfer
+    together with every queued device :func:`check`; raises the first failed check's error."""
+    device = [v for v in values if is_cuda_array(v)] + [ok for ok, _ in _pending]
+    if device:
+        xp = _cupy
+        packed = xp.stack([xp.asarray(v, dtype=xp.float64).reshape(()) for v in device])
+        host = iter(packed.get().tolist())                       # the one synchronisation
+    out = tuple(next(host) if is_cuda_array(v) else float(v) for v in values)
+    flags, errors = [next(host) for _ in _pending], [e for _, e in _pending]
+    _pending.clear()
+    for flag, error in zip(flags, errors):
+        if not flag:
+            raise error()
+    return out
 
 
 def all_finite(*arrays):

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from vca_ref.backend import device_of, get_array_module, to_device
+from vca_ref.backend import device_of, generator_for, get_array_module
 
 
 def cfg_combine(cond, uncond, scale: float):
@@ -27,12 +27,13 @@ def cfg_combine(cond, uncond, scale: float):
 
 
 def drop_labels(y, rng: np.random.Generator, p: float, null_class: int):
-    """Return a copy of the labels y (B,) with each one replaced by ``null_class`` with probability p."""
+    """Return a copy of the labels y (B,) with each one replaced by ``null_class`` with probability p
+    (the mask is drawn on y's device; on the CPU from ``rng`` itself)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"drop probability must be in [0, 1], got {p}")
-    drop = rng.random(y.shape[0]) < p                                        # (B,) bool, host
+    drop = generator_for(rng, device_of(y)).random(y.shape[0]) < p          # (B,) bool, y's device
     xp = get_array_module(y)
-    return xp.where(to_device(drop, device_of(y)), null_class, y).astype(y.dtype)
+    return xp.where(drop, null_class, y).astype(y.dtype)
 
 
 def guided_model(model, scale: float, null_class: int):
@@ -49,10 +50,10 @@ def guided_model(model, scale: float, null_class: int):
     def guided(x, t, y):
         if y is None:
             raise ValueError("classifier-free guidance needs class labels y (B,)")
-        xp, yp = get_array_module(x), get_array_module(y)                    # y may live on the host
+        xp, yp, tp = get_array_module(x), get_array_module(y), get_array_module(t)  # t, y: any device
         B = x.shape[0]
         x2 = xp.concatenate([x, x], axis=0)                                  # (2B, C, H, W)
-        t2 = np.concatenate([np.asarray(t), np.asarray(t)])                  # (2B,)
+        t2 = tp.concatenate([t, t])                                          # (2B,)
         y2 = yp.concatenate([y, yp.full_like(y, null_class)], axis=0)        # (2B,)
         out = model(x2, t2, y2)                                              # (2B, C', H, W)
         return cfg_combine(out[:B], out[B:], scale)

@@ -10,6 +10,7 @@ last one), with ε_θ = model(x_t, t, y):
 
 η = 0 is the deterministic DDIM ODE sampler; η = 1 matches the ancestral DDPM step's variance
 (β̃) on the same chain.  Shapes: x (B, C, H, W); the model is ``model(x, t, y) -> output``.
+The coefficients are host scalars and the noise is drawn on x's device: a step reads nothing back.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import math
 
 import numpy as np
 
-from vca_ref.backend import device_of
+from vca_ref.backend import device_of, generator_for
 from vca_ref.diffusion.ddpm import GaussianDiffusion, gaussian_noise
 
 
@@ -32,7 +33,8 @@ def ddim_sample_loop(diffusion: GaussianDiffusion, model, shape, y=None,
         raise ValueError(f"eta must be >= 0, got {eta}")
     T = diffusion.num_timesteps
     chain = diffusion if num_steps is None or num_steps == T else diffusion.respace(min(num_steps, T))
-    rng = np.random.default_rng() if rng is None else rng
+    device = device if x_T is None else device_of(x_T)
+    rng = generator_for(np.random.default_rng() if rng is None else rng, device)     # draws on device
     x = gaussian_noise(rng, shape, dtype, device) if x_T is None else x_T            # (B, C, H, W)
     for i in reversed(range(chain.num_timesteps)):
         _, x0, eps = chain.predict_start(model, x, i, y, clip_range)                # (B, C, H, W)
@@ -40,5 +42,5 @@ def ddim_sample_loop(diffusion: GaussianDiffusion, model, shape, y=None,
         sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab)) * math.sqrt(1.0 - ab / ab_prev)
         x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
         if i > 0 and sigma > 0.0:
-            x = x + sigma * gaussian_noise(rng, x.shape, x.dtype, device_of(x))
+            x = x + sigma * gaussian_noise(rng, x.shape, x.dtype, device)
     return x

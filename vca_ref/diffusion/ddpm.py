@@ -22,12 +22,17 @@ Reverse step (ancestral), from the predicted clean image:
 The model is any callable ``model(x, t, y) -> output`` with t the ORIGINAL step index, so a
 respaced chain (fewer sampling steps, see :func:`~.schedules.respaced_betas`) needs no change
 to the model.
+
+Devices: with x on CUDA, every random number is drawn on the device (``backend.generator_for``:
+a CuPy generator seeded by one draw of the host generator), t lives there too, and the
+schedule tables are copied once and gathered there; a sampling step reads nothing back.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from vca_ref.backend import device_of, get_array_module, to_device, to_numpy
+from vca_ref.backend import (device_of, generator_for, get_array_module, is_cuda_array,
+                             require_device, to_device)
 from vca_ref.ops.losses import mse_backward, mse_forward
 from vca_ref.diffusion.schedules import get_beta_schedule, respaced_betas, space_timesteps
 
@@ -59,22 +64,41 @@ def output_mse_loss(model_output, target):
     return loss, dout
 
 
-def _per_sample(coef: np.ndarray, t, x):
-    """``coef[t]`` as a (B, 1, 1, …) array of x's dtype on x's device."""
-    t = to_numpy(t)
+def _per_sample(coef: np.ndarray, t, x, tables: dict):
+    """``coef[t]`` for the samples of x: a Python float for one step index t (an int) shared by
+    the batch, else a (B, 1, 1, …) array of x's dtype on x's device.
+
+    A host t (B,) is checked (integers in range) and its values copied; a device t (B,) is
+    gathered from the device copy of ``coef`` (made once, kept in ``tables``) without a read:
+    its range is then the caller's promise (the trainers draw it in range).
+    """
+    if isinstance(t, (int, np.integer)):
+        if not 0 <= t < len(coef):
+            raise ValueError(f"step index must be in [0, {len(coef)}), got {t}")
+        return float(coef[t])
     if t.ndim != 1 or t.shape[0] != x.shape[0] or np.dtype(t.dtype).kind not in "iu":
         raise ValueError(f"t must be an integer array of shape ({x.shape[0]},), got {t.dtype} {t.shape}")
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    if is_cuda_array(t):
+        require_device(x, "cuda", "x")
+        xp = get_array_module(t)
+        key = (id(coef), np.dtype(x.dtype).str, xp.__name__)
+        if key not in tables:
+            tables[key] = xp.asarray(coef.astype(x.dtype))                       # (T,) one copy
+        return tables[key][t].reshape(shape)                                     # (B, 1, 1, 1)
     if t.size and (t.min() < 0 or t.max() >= len(coef)):
         raise ValueError(f"t must be in [0, {len(coef)}), got range [{t.min()}, {t.max()}]")
-    vals = np.asarray(coef)[t].reshape((-1,) + (1,) * (x.ndim - 1))             # (B, 1, 1, 1)
-    return to_device(vals.astype(x.dtype), device_of(x))
+    return to_device(coef[t].astype(x.dtype).reshape(shape), device_of(x))      # (B, 1, 1, 1)
 
 
-def gaussian_noise(rng: np.random.Generator, shape, dtype, device: str = "cpu"):
-    """N(0, I) from a NumPy generator (same numbers on every backend), cast and moved."""
-    if not isinstance(rng, np.random.Generator):
+def gaussian_noise(rng, shape, dtype, device: str = "cpu"):
+    """N(0, I) drawn on ``device``: from ``rng`` (a NumPy generator) on the CPU; on CUDA from
+    ``generator_for(rng, "cuda")``, or from ``rng`` itself when it is already a CuPy generator."""
+    if isinstance(rng, np.random.Generator):
+        rng = generator_for(rng, device)
+    elif device == "cpu" or not hasattr(rng, "standard_normal"):
         raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
-    return to_device(rng.standard_normal(shape).astype(dtype), device)
+    return rng.standard_normal(shape).astype(dtype)
 
 
 class GaussianDiffusion:
@@ -106,23 +130,29 @@ class GaussianDiffusion:
         self.posterior_mean_coef1 = betas * np.sqrt(acp) / (1.0 - ac)
         self.posterior_mean_coef2 = (1.0 - acp) * np.sqrt(alphas) / (1.0 - ac)
         self.large_log_variance = np.log(np.append(pv1, betas[1:]))
+        self._tables: dict = {}                      # device copies of the tables above (by use)
+
+    def _coef(self, coef: np.ndarray, t, x):
+        return _per_sample(coef, t, x, self._tables)
 
     # ------------------------------------------------------------------ training
-    def sample_timesteps(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """t ~ U{0, …, T−1}, (B,) int64."""
+    def sample_timesteps(self, rng, batch: int):
+        """t ~ U{0, …, T−1}, (B,) int64, from a NumPy or CuPy generator (on its device)."""
         return rng.integers(0, self.num_timesteps, size=batch, dtype=np.int64)
 
     def q_sample(self, x0, t, noise):
         """x_t = sqrt(ᾱ_t) x_0 + sqrt(1 − ᾱ_t) ε.  x0, noise (B, C, H, W), t (B,) -> (B, C, H, W)."""
         if noise.shape != x0.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
-        return (_per_sample(self.sqrt_alphas_cumprod, t, x0) * x0
-                + _per_sample(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
+        return (self._coef(self.sqrt_alphas_cumprod, t, x0) * x0
+                + self._coef(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def training_inputs(self, x0, rng: np.random.Generator):
-        """Draw t and ε, return ``(x_t, t, noise)`` for one training step (noise is the target)."""
-        t = self.sample_timesteps(rng, x0.shape[0])                          # (B,)
-        noise = gaussian_noise(rng, x0.shape, x0.dtype, device_of(x0))        # (B, C, H, W)
+        """Draw t and ε on x0's device, return ``(x_t, t, noise)`` for one training step (noise
+        is the target); on the CPU the draws come from ``rng`` itself."""
+        g = generator_for(rng, device_of(x0))
+        t = self.sample_timesteps(g, x0.shape[0])                            # (B,)
+        noise = gaussian_noise(g, x0.shape, x0.dtype, device_of(x0))          # (B, C, H, W)
         return self.q_sample(x0, t, noise), t, noise
 
     def loss(self, model_output, noise):
@@ -132,18 +162,18 @@ class GaussianDiffusion:
     # ------------------------------------------------------------------ reverse process
     def predict_x0(self, x_t, t, eps):
         """x̂_0 = sqrt(1/ᾱ_t) x_t − sqrt(1/ᾱ_t − 1) ε."""
-        return (_per_sample(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
-                - _per_sample(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps)
+        return (self._coef(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+                - self._coef(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps)
 
     def predict_eps(self, x_t, t, x0):
         """ε = (sqrt(1/ᾱ_t) x_t − x̂_0) / sqrt(1/ᾱ_t − 1)  (inverse of :meth:`predict_x0`)."""
-        return ((_per_sample(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0)
-                / _per_sample(self.sqrt_recipm1_alphas_cumprod, t, x_t))
+        return ((self._coef(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0)
+                / self._coef(self.sqrt_recipm1_alphas_cumprod, t, x_t))
 
     def q_posterior_mean(self, x0, x_t, t):
         """μ̃(x_t, x_0) of q(x_{t−1} | x_t, x_0)."""
-        return (_per_sample(self.posterior_mean_coef1, t, x_t) * x0
-                + _per_sample(self.posterior_mean_coef2, t, x_t) * x_t)
+        return (self._coef(self.posterior_mean_coef1, t, x_t) * x0
+                + self._coef(self.posterior_mean_coef2, t, x_t) * x_t)
 
     def respace(self, num_steps: int) -> "GaussianDiffusion":
         """The same process with ``num_steps`` evenly spaced steps (identity when num_steps = T)."""
@@ -153,23 +183,24 @@ class GaussianDiffusion:
 
     def model_eps(self, model, x, i: int, y):
         """Call the model at chain step i (index t_model = timestep_map[i]) and return its ε half."""
-        t_model = np.full(x.shape[0], self.timestep_map[i], dtype=np.int64)   # (B,)
+        xp = get_array_module(x)
+        t_model = xp.full(x.shape[0], int(self.timestep_map[i]), dtype=np.int64)  # (B,) on x's device
         return split_output(model(x, t_model, y), x).astype(x.dtype, copy=False)
 
     def predict_start(self, model, x, i: int, y, clip_range=None):
-        """One model call at chain index ``i``: ``(t, x̂_0, ε̂)`` for the samplers.
+        """One model call at chain index ``i``: ``(i, x̂_0, ε̂)`` for the samplers.
 
-        t (B,) int64 filled with i; x̂_0 clipped to ``clip_range`` when given, and ε̂ then
-        recomputed from the clipped x̂_0 so the two stay consistent (what DDIM needs).
+        The step index i is shared by the whole batch (the coefficients are host scalars);
+        x̂_0 clipped to ``clip_range`` when given, and ε̂ then recomputed from the clipped x̂_0
+        so the two stay consistent (what DDIM needs).
         """
         xp = get_array_module(x)
-        t = np.full(x.shape[0], i, dtype=np.int64)                                 # chain index (B,)
         eps = self.model_eps(model, x, i, y)                                       # (B, C, H, W)
-        x0 = self.predict_x0(x, t, eps)
+        x0 = self.predict_x0(x, i, eps)
         if clip_range is not None:
             x0 = xp.clip(x0, clip_range[0], clip_range[1])
-            eps = self.predict_eps(x, t, x0)
-        return t, x0, eps
+            eps = self.predict_eps(x, i, x0)
+        return i, x0, eps
 
     def p_sample_loop(self, model, shape, y=None, rng: np.random.Generator | None = None, x_T=None,
                       num_steps: int | None = None, variance: str = "small", clip_range=None,
@@ -183,13 +214,14 @@ class GaussianDiffusion:
             raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
         chain = self if num_steps is None or num_steps == self.num_timesteps else self.respace(num_steps)
         logvar = chain.posterior_log_variance_clipped if variance == "small" else chain.large_log_variance
-        rng = np.random.default_rng() if rng is None else rng
+        device = device if x_T is None else device_of(x_T)
+        rng = generator_for(np.random.default_rng() if rng is None else rng, device)
         x = gaussian_noise(rng, shape, dtype, device) if x_T is None else x_T      # (B, C, H, W)
         for i in reversed(range(chain.num_timesteps)):
-            t, x0, _ = chain.predict_start(model, x, i, y, clip_range)             # (B,), (B, C, H, W)
-            mean = chain.q_posterior_mean(x0, x, t)
+            _, x0, _ = chain.predict_start(model, x, i, y, clip_range)             # (B, C, H, W)
+            mean = chain.q_posterior_mean(x0, x, i)
             if i > 0:
-                x = mean + float(np.exp(0.5 * logvar[i])) * gaussian_noise(rng, x.shape, x.dtype, device_of(x))
+                x = mean + float(np.exp(0.5 * logvar[i])) * gaussian_noise(rng, x.shape, x.dtype, device)
             else:
                 x = mean                                                           # t = 0: no noise
         return x

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from vca_ref.backend import device_of, to_device
+from vca_ref.backend import (device_of, generator_for, get_array_module, is_cuda_array,
+                             require_device, to_device)
 from vca_ref.diffusion.ddpm import gaussian_noise, output_mse_loss, split_output
 
 FLOW_SAMPLERS = ("euler", "heun")
 
 
 def _bcast_t(t, x):
-    """t (B,) as (B, 1, 1, 1) in x's dtype and device."""
-    t = np.asarray(t, dtype=np.float64).reshape((-1,) + (1,) * (x.ndim - 1))
-    return to_device(t.astype(x.dtype), device_of(x))
+    """t (B,) as (B, 1, 1, 1) in x's dtype on x's device (a host t is copied there)."""
+    if is_cuda_array(t):
+        require_device(x, "cuda", "x")
+    else:
+        t = to_device(np.asarray(t, dtype=np.float64), device_of(x))            # (B,)
+    return t.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
 def flow_interpolate(x1, noise, t):
@@ -40,9 +44,11 @@ def flow_interpolate(x1, noise, t):
 
 
 def flow_training_inputs(x1, rng: np.random.Generator):
-    """Draw t ~ U[0, 1) and ε; return ``(x_t, t, v_target)``, t as (B,) in x's dtype (host)."""
-    t = rng.random(x1.shape[0]).astype(x1.dtype)                            # (B,)
-    noise = gaussian_noise(rng, x1.shape, x1.dtype, device_of(x1))          # (B, C, H, W)
+    """Draw t ~ U[0, 1) and ε on x1's device; return ``(x_t, t, v_target)``, t as (B,) in x's
+    dtype (on the CPU the draws come from ``rng`` itself)."""
+    g = generator_for(rng, device_of(x1))
+    t = g.random(x1.shape[0]).astype(x1.dtype)                              # (B,)
+    noise = gaussian_noise(g, x1.shape, x1.dtype, device_of(x1))            # (B, C, H, W)
     x_t, v = flow_interpolate(x1, noise, t)
     return x_t, t, v
 
@@ -53,7 +59,7 @@ def flow_matching_loss(model_output, v_target):
 
 
 def _velocity(model, x, t: float, y):
-    tt = np.full(x.shape[0], t, dtype=x.dtype)                              # (B,) float times
+    tt = get_array_module(x).full(x.shape[0], t, dtype=x.dtype)             # (B,) on x's device
     return split_output(model(x, tt, y), x).astype(x.dtype, copy=False)
 
 
@@ -73,7 +79,7 @@ def flow_sample(model, shape=None, y=None, rng: np.random.Generator | None = Non
             raise ValueError("give either x0 (the starting noise) or shape")
         x0 = gaussian_noise(np.random.default_rng() if rng is None else rng, shape, dtype, device)
     x = x0                                                                  # (B, C, H, W)
-    ts = np.linspace(t_start, t_end, num_steps + 1)                         # (N+1,) float64
+    ts = np.linspace(t_start, t_end, num_steps + 1)                         # (N+1,) host floats
     for k in range(num_steps):
         t, h = float(ts[k]), float(ts[k + 1] - ts[k])
         v = _velocity(model, x, t, y)

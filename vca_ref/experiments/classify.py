@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vca_ref.backend import check_device, to_device, to_numpy
+from vca_ref.backend import check_device, read_scalars, to_device, to_numpy
 from vca_ref.experiments.data import DATASETS, iterate_batches, load_dataset, num_batches, random_shift
 from vca_ref.experiments.run_config import check_choice, check_int, check_real, check_run_fields
 from vca_ref.experiments.runner import Run, Timer, clip_gradients, progress
@@ -123,10 +123,11 @@ def train_vit(cfg: ViTTrainConfig, resume: bool = False, stop_after: int | None 
                 opt.lr = cosine_warmup_lr(st.step, cfg.lr, total, warmup, min(cfg.min_lr, cfg.lr))
                 logits = model.forward(to_device(xb.astype(model.dtype), cfg.device))   # (B, K)
                 loss, c_ce = cross_entropy_forward(logits, to_device(yb, cfg.device), cfg.label_smoothing)
-                loss = float(loss)
-                run.check_finite("loss", loss)
                 model.backward(cross_entropy_backward(one, c_ce))
-                run.check_finite("gradient norm", clip_gradients(model, cfg.clip_grad))
+                gnorm = clip_gradients(model, cfg.clip_grad)
+                loss, gnorm = read_scalars(loss, gnorm)   # the step's one read (+ device checks)
+                run.check_finite("loss", loss)
+                run.check_finite("gradient norm", gnorm)
                 opt.step()
             st.step += 1
             st.images_seen += len(xb)

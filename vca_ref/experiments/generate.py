@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vca_ref.backend import check_device, to_device
+from vca_ref.backend import check_device, read_scalars, to_device
 from vca_ref.experiments.data import DATASETS, iterate_batches, load_dataset, num_batches
 from vca_ref.experiments.run_config import check_choice, check_int, check_real, check_run_fields
 from vca_ref.experiments.runner import Run, Timer, clip_gradients, progress
@@ -112,7 +112,8 @@ def training_inputs(cfg: DiTTrainConfig, diffusion, x0, rng: np.random.Generator
 
 
 def diffusion_loss(model, cfg, diffusion, x0, y, noise_rng, label_rng=None, train=True):
-    """Forward one batch and return ``(loss float, dloss/dout)``; no backward.
+    """Forward one batch and return ``(loss, dloss/dout)``, the loss a 0-d array on the model's
+    device (not read: see :func:`vca_ref.backend.read_scalars`); no backward.
 
     ``train=True`` drops labels to the null class with the model's ``class_dropout_prob``,
     drawn from ``label_rng``.
@@ -120,7 +121,7 @@ def diffusion_loss(model, cfg, diffusion, x0, y, noise_rng, label_rng=None, trai
     x_t, t, target = training_inputs(cfg, diffusion, x0, noise_rng)
     out = model.forward(x_t, t, y, train=train, rng=label_rng)             # (B, Cout, H, W)
     loss, dout = output_mse_loss(out, target)
-    return float(loss), dout
+    return loss, dout
 
 
 def validation_loss(model, cfg, diffusion, x, y, batch_size: int = 500) -> float:
@@ -131,7 +132,7 @@ def validation_loss(model, cfg, diffusion, x, y, batch_size: int = 500) -> float
         xb = to_device(x[i:i + batch_size].astype(model.dtype), cfg.device)   # (b, Cin, H, W)
         yb = to_device(y[i:i + batch_size], cfg.device)
         loss, _ = diffusion_loss(model, cfg, diffusion, xb, yb, rng, train=False)
-        total += loss * len(xb)
+        total += read_scalars(loss)[0] * len(xb)
     return total / len(x)
 
 
@@ -182,9 +183,11 @@ def train_dit(cfg: DiTTrainConfig, resume: bool = False, stop_after: int | None 
                 x0 = to_device(xb.astype(model.dtype), cfg.device)                # (B, Cin, H, W)
                 loss, dout = diffusion_loss(model, cfg, diffusion, x0, to_device(yb, cfg.device),
                                             rngs["noise"], rngs["labels"], train=True)
-                run.check_finite("loss", loss)
                 model.backward(dout)
-                run.check_finite("gradient norm", clip_gradients(model, cfg.clip_grad))
+                gnorm = clip_gradients(model, cfg.clip_grad)
+                loss, gnorm = read_scalars(loss, gnorm)   # the step's one read (+ device checks)
+                run.check_finite("loss", loss)
+                run.check_finite("gradient norm", gnorm)
                 opt.step()
                 ema.update(model)
             st.step += 1

@@ -219,7 +219,7 @@ class TinyDiT(Module):
         -> (B, Cout, Hi, Wi).  With ``train=True`` labels are dropped to the null class K with
         probability ``class_dropout_prob``, drawn from ``rng`` (default: ``y_embedder.rng``)."""
         cfg = self.config
-        check_array(x, "x", ndim=4, dtype=self.dtype)
+        check_array(x, "x", ndim=4, dtype=self.dtype, device=self.device)
         expected = (cfg.in_chans, cfg.img_size, cfg.img_size)
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "

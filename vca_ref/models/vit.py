@@ -118,7 +118,7 @@ class TinyViT(Module):
     def forward_features(self, images):
         """Steps 1-4: images (B, Cin, Hi, Wi) -> final-LN tokens (B, N, C)."""
         cfg = self.config
-        check_array(images, "images", ndim=4, dtype=self.dtype)
+        check_array(images, "images", ndim=4, dtype=self.dtype, device=self.device)
         expected = (cfg.in_chans, cfg.img_size, cfg.img_size)
         if tuple(images.shape[1:]) != expected:
             raise ValueError(f"images must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vca_ref.backend import get_array_module
+from vca_ref.backend import check, get_array_module, require_device
 from vca_ref.ops.vca_config import is_int
 
 
@@ -16,12 +16,14 @@ class NonFiniteError(ValueError):
 
 
 def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | None = None,
-                finite: bool = True):
+                finite: bool = True, device: str | None = None):
     """Validate an array argument and return it unchanged.
 
     Raises ``TypeError`` for non-arrays, integer/bool/complex dtypes or a dtype other than
-    ``dtype``; ``ValueError`` for a wrong rank or a wrong last dimension, and ``NonFiniteError`` (a
-    ``ValueError``) for NaN/inf values.
+    ``dtype`` or an array on another ``device`` than the model's; ``ValueError`` for a wrong rank
+    or a wrong last dimension, and ``NonFiniteError`` (a ``ValueError``) for NaN/inf values.  On a
+    CUDA device the finiteness check is a device flag read with the step's one synchronisation
+    (:func:`vca_ref.backend.check`), so that error comes at the next read of the loss.
     """
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise TypeError(f"{name} must be a NumPy/CuPy array, got {type(x).__name__}")
@@ -32,6 +34,8 @@ def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | N
                         f"{type(x).__name__} with dtype {x.dtype} (convert it with .numpy())") from None
     if np.dtype(x.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
+    if device is not None:
+        require_device(x, device, name)
     if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
         raise TypeError(f"{name} has dtype {x.dtype} but the parameters are {np.dtype(dtype)}; "
                         f"cast the input or call module.to(dtype=...)")
@@ -41,10 +45,9 @@ def check_array(x, name: str, ndim: int | None = None, dtype=None, last: int | N
         raise ValueError(f"{name} must have last dimension {last}, got shape {tuple(x.shape)}")
     if finite:
         xp = get_array_module(x)
-        if not bool(xp.isfinite(x).all()):
-            bad = int((~xp.isfinite(x)).sum())
-            raise NonFiniteError(f"{name} contains NaN or inf values ({bad} of {x.size} entries); "
-                                 f"expected finite values")
+        check(xp.isfinite(x).all(), lambda: NonFiniteError(
+            f"{name} contains NaN or inf values ({int((~xp.isfinite(x)).sum())} of {x.size} "
+            "entries); expected finite values"))
     return x
 
 

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from vca_ref.backend import get_array_module
+from vca_ref.backend import device_of, generator_for, get_array_module
 from vca_ref.ops.activations import silu_backward, silu_forward
 from vca_ref.ops.embedding import embedding_backward, embedding_forward
 from vca_ref.nn import init
@@ -138,7 +138,8 @@ class LabelEmbedder(Module):
         xp = get_array_module(labels)
         if force_drop_ids is None:
             rng = self.rng if rng is None else rng
-            drop = xp.asarray(rng.random(labels.shape[0]) < self.dropout_prob)          # (B,)
+            u = generator_for(rng, device_of(labels)).random(labels.shape[0])          # (B,) on y's device
+            drop = u < self.dropout_prob                                                 # (B,)
         else:
             drop = xp.asarray(force_drop_ids) == 1                                       # (B,)
         return xp.where(drop, self.num_classes, labels)

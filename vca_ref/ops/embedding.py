@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vca_ref.backend import get_array_module
+from vca_ref.backend import check, get_array_module
 
 
 class EmbeddingCache(NamedTuple):
@@ -26,8 +26,9 @@ def embedding_forward(ids, table):
     if np.dtype(ids.dtype).kind not in "iu":
         raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
     V = table.shape[0]
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
-        raise ValueError(f"embedding ids must be in [0, {V}), got range [{int(ids.min())}, {int(ids.max())}]")
+    if ids.size:                                  # on a device: read with the step's one sync
+        check((ids.min() >= 0) & (ids.max() < V), lambda: ValueError(
+            f"embedding ids must be in [0, {V}), got range [{int(ids.min())}, {int(ids.max())}]"))
     return table[ids], EmbeddingCache(ids=ids, num_rows=V)           # (..., C)
 
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vca_ref.backend import get_array_module
+from vca_ref.backend import check, get_array_module
 
 
 class CrossEntropyCache(NamedTuple):
@@ -33,8 +33,8 @@ def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
                         f"{labels.dtype} {tuple(labels.shape)}")
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if int(labels.min()) < 0 or int(labels.max()) >= K:
-        raise ValueError(f"labels must be in [0, {K}), got range [{int(labels.min())}, {int(labels.max())}]")
+    check((labels.min() >= 0) & (labels.max() < K), lambda: ValueError(   # on a device: one sync a step
+        f"labels must be in [0, {K}), got range [{int(labels.min())}, {int(labels.max())}]"))
     z = logits - logits.max(axis=1, keepdims=True)                  # (B, K)
     logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))         # (B, K) log-softmax
     q = xp.full((B, K), label_smoothing / K, dtype=logits.dtype)    # (B, K)

@@ -11,12 +11,15 @@ NEW arrays written back under the same names (no in-place write: a gradient arra
 with something else).  When coef = 1 nothing is rewritten (multiplying by 1 changes no value).
 A non-finite total is returned as is (torch then scales by NaN); pass ``error_if_nonfinite=True``
 to raise instead.
+
+On a CUDA device ``total`` stays a 0-d device array and every gradient is scaled by the clamped
+coef (as torch does), since deciding "coef < 1?" on the host would cost a synchronisation.
 """
 from __future__ import annotations
 
 import math
 
-from vca_ref.backend import get_array_module
+from vca_ref.backend import get_array_module, is_cuda_array, read_scalars
 
 
 def _grad_tables(grads):
@@ -29,8 +32,8 @@ def _grad_tables(grads):
     raise TypeError(f"expected a Module or a dict of gradient arrays, got {type(grads).__name__}")
 
 
-def grad_norm(grads, norm_type: float = 2.0) -> float:
-    """The total norm of all gradients (no clipping)."""
+def grad_norm(grads, norm_type: float = 2.0):
+    """The total norm of all gradients (no clipping): a float, or a 0-d array on a CUDA device."""
     tables = _grad_tables(grads)
     if not tables:
         return 0.0
@@ -38,25 +41,38 @@ def grad_norm(grads, norm_type: float = 2.0) -> float:
     arrays = [t[k] for t, k in tables]
     xp = get_array_module(*arrays)
     norms = xp.stack([xp.linalg.norm(g.ravel(), ord=p) for g in arrays])   # (K,)
-    return float(xp.linalg.norm(norms, ord=p))
+    total = xp.linalg.norm(norms, ord=p)                                    # ()
+    return total if is_cuda_array(total) else float(total)
 
 
 def clip_grad_norm(grads, max_norm: float, norm_type: float = 2.0,
-                   error_if_nonfinite: bool = False) -> float:
+                   error_if_nonfinite: bool = False):
     """Scale all gradients so that their total ``norm_type`` norm is at most ``max_norm``.
 
     ``grads`` is a Module (its ``grads`` dicts are rewritten) or a dict name -> array.
-    Returns the total norm before clipping.
+    Returns the total norm before clipping (a float; a 0-d device array on CUDA).
     """
     if max_norm <= 0.0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     total = grad_norm(grads, norm_type)
-    if not math.isfinite(total):
+    if is_cuda_array(total):
+        xp = get_array_module(total)
         if error_if_nonfinite:
-            raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}; "
-                               "set error_if_nonfinite=False to scale them anyway")
+            _check_total(read_scalars(total)[0], norm_type)                  # a read, on request
+        coef = xp.minimum(max_norm / (total + 1e-6), 1.0)                   # () on the device
+        for table, k in _grad_tables(grads):
+            table[k] = table[k] * coef.astype(table[k].dtype)
+        return total
+    if error_if_nonfinite:
+        _check_total(total, norm_type)
     coef = max_norm / (total + 1e-6)
     if coef < 1.0 or not math.isfinite(total):            # torch clamps coef to <= 1 (NaN stays NaN)
         for table, k in _grad_tables(grads):
             table[k] = table[k] * coef                    # new array: no write into a shared one
     return total
+
+
+def _check_total(total: float, norm_type: float) -> None:
+    if not math.isfinite(total):
+        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}; "
+                           "set error_if_nonfinite=False to scale them anyway")
