@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vca_ref.backend import get_array_module
+from vca_ref.backend import check, get_array_module
 from vca_ref.nn import init
 from vca_ref.nn.embedders import LabelEmbedder, TimestepEmbedder, sincos_2d
 from vca_ref.nn.checks import check_array, check_dout
@@ -232,8 +232,8 @@ class TinyDiT(Module):
             raise TypeError(f"t must hold real timesteps (an integer or float dtype), got dtype {t.dtype}")
         if np.dtype(y.dtype).kind not in "iu":
             raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
-        if not bool(get_array_module(t).isfinite(t).all()):
-            raise ValueError("t contains NaN or inf timesteps; expected finite values")
+        check(get_array_module(t).isfinite(t).all(),                       # device: read with the loss
+              lambda: ValueError("t contains NaN or inf timesteps; expected finite values"))
         # 1. patch tokens + fixed position embedding
         h = self.x_embedder(x) + self.buffers["pos_embed"]                      # (B, N, C)
         # 2. conditioning vector
