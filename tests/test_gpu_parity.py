@@ -1,10 +1,11 @@
 """NumPy vs CuPy parity of every op, module and model, forward and backward: one body per backend.
 
-Every test takes the ``backend`` fixture, parametrised over the devices of
-:data:`vca_ref.backend.DEVICES`: ``"cpu"`` always runs, ``"cuda"`` runs where
-:func:`vca_ref.backend.available_devices` lists it and is otherwise skipped with the reason
-(``no CUDA device: <backend.describe()>``), so the suite passes on a CPU-only machine and the
-CuPy cases join the matrix by themselves where a device answers.
+Every test takes the ``backend`` fixture (tests/conftest.py), parametrised over the devices of
+:data:`vca_ref.backend.DEVICES` and the CuPy-strict stand-in: ``"cpu"`` always runs, ``"cuda"``
+runs where :func:`vca_ref.backend.available_devices` lists it and is otherwise skipped with the
+reason (``no CUDA device: <backend.describe()>``), and ``strict`` runs the CUDA body on the
+stand-in (tests/cupy_strict.py: CuPy's names, keywords and launch rules, computed by NumPy), so
+the device code paths are exercised on every machine.
 
 The same body on every backend:
 
@@ -34,7 +35,7 @@ from helpers import (DIT_TINY, TOL, VCA_CASES, VIT_TINY, OpCase, compare, float3
                      make_vca, op_cases, randomised, tokens)
 from vca_ref import ops
 from vca_ref.fast import kernels
-from vca_ref.backend import DEVICES, available_devices, describe, device_of, to_device, to_numpy
+from vca_ref.backend import device_of, to_device, to_numpy
 from vca_ref.fast.kernels import cuda as kcuda
 from vca_ref.models import DiTConfig, TinyDiT, TinyViT, ViTConfig
 from vca_ref.nn.vca import VisualContrastAttention
@@ -46,23 +47,6 @@ DTYPE_IDS = ["f64", "f32"]
 TWINS = ("gelu_forward", "gelu_backward", "silu_forward", "silu_backward", "diff_combine_forward",
          "diff_combine_backward", "modulate_forward", "modulate_backward", "softmax_backward",
          "rmsnorm_forward", "rmsnorm_backward")
-
-
-def _device_param(device: str):
-    if device == "strict" or device in available_devices():
-        return pytest.param(device, id=device, marks=[pytest.mark.gpu] if device == "cuda" else [])
-    return pytest.param(device, id=device, marks=[pytest.mark.gpu, pytest.mark.skip(
-        reason=f"no CUDA device: {describe()}")])
-
-
-@pytest.fixture(params=[_device_param(d) for d in (*DEVICES, "strict")])
-def backend(request) -> str:
-    """The device name a test body runs on: ``"cpu"``; ``"cuda"`` where a device answers; and
-    ``"cuda"`` played by the CuPy-strict stand-in (id ``strict``, tests/cupy_strict.py)."""
-    if request.param == "strict":
-        request.getfixturevalue("strict_cupy")
-        return "cuda"
-    return request.param
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ Normalisation (explicit, because the two models live in different spaces):
     classifier input z        ("standard":   z = (pixel − μ) / σ, μ, σ of the classifier's train pixels)
     so  pixel = clip((x + 1) / 2, 0, 1)  and  z = (pixel − μ) / σ          (:func:`to_classifier_space`)
 Real images go through the very same function, so both sides are treated alike.
+
+Every function takes NumPy or device (CuPy) arrays; results come back on the host (NumPy).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vca_ref.backend import to_device, to_numpy
+from vca_ref.backend import is_cuda_array, to_device, to_numpy
 
 
 # --------------------------------------------------------------------------- the judge
@@ -72,6 +74,11 @@ def load_classifier(run_dir: str, device: str | None = None) -> DigitClassifier:
     return DigitClassifier(model, data.mean, data.std, cfg.device)
 
 
+def _array(x):
+    """x as an array where it lives: a device array stays on its device, anything else NumPy."""
+    return x if is_cuda_array(x) else np.asarray(x)
+
+
 def _batched(fn, x, batch_size: int, device: str, dtype) -> np.ndarray:
     outs = [to_numpy(fn(to_device(x[i:i + batch_size].astype(dtype), device)))
             for i in range(0, len(x), batch_size)]
@@ -80,7 +87,7 @@ def _batched(fn, x, batch_size: int, device: str, dtype) -> np.ndarray:
 
 def classifier_features(model, x, batch_size: int = 500, device: str = "cpu") -> np.ndarray:
     """Final-LN class-token features of a TinyViT: x (M, Cin, H, W) classifier space -> (M, C) float64."""
-    return _batched(model.features, np.asarray(x), batch_size, device, model.dtype).astype(np.float64)
+    return _batched(model.features, _array(x), batch_size, device, model.dtype).astype(np.float64)
 
 
 def classifier_accuracy_per_class(classifier, images, labels, num_classes: int | None = None,
@@ -97,11 +104,11 @@ def classifier_accuracy_per_class(classifier, images, labels, num_classes: int |
         "predictions": (M,) int64}``.
     """
     model = classifier.model if isinstance(classifier, DigitClassifier) else classifier
-    labels = np.asarray(labels)
+    labels = np.asarray(to_numpy(labels))
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     K = model.config.num_classes if num_classes is None else num_classes
-    logits = _batched(model.forward, np.asarray(images), batch_size, device, model.dtype)  # (M, K)
+    logits = _batched(model.forward, _array(images), batch_size, device, model.dtype)  # (M, K)
     pred = logits.argmax(axis=1).astype(np.int64)                                       # (M,)
     correct = pred == labels
     counts = np.bincount(labels, minlength=K)[:K]                                       # (K,)
@@ -117,7 +124,7 @@ def classifier_accuracy_per_class(classifier, images, labels, num_classes: int |
 # --------------------------------------------------------------------------- Fréchet distance
 def gaussian_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     """``(μ (C,), Σ (C, C))`` of features (M, C), float64, Σ unbiased (ddof = 1)."""
-    f = np.asarray(feats, dtype=np.float64)
+    f = np.asarray(to_numpy(feats), dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"features must have shape (M, C) with M >= 2, got {f.shape}")
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])

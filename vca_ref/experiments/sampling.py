@@ -40,7 +40,7 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
         model: a :class:`~vca_ref.models.dit.TinyDiT` holding the weights to sample with
             (a run's ``model.safetensors`` already holds the EMA weights).
         cfg: the run's :class:`~vca_ref.experiments.generate.DiTTrainConfig` (objective, schedule, device).
-        labels: (M,) class indices in [0, K).
+        labels: (M,) class indices in [0, K) (NumPy or on the device).
         rng: the generator of all sampling noise (same seed -> same images).
         sampler: "ddim" | "ddpm" (ddpm objective) or "euler" | "heun" (flow objective);
             None picks ddim / heun.
@@ -49,7 +49,8 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
         ema: optional :class:`~vca_ref.train.ema.EMA` whose averages are swapped in while sampling.
         batch_size: images per sampler call (guidance doubles the model batch).
     Returns:
-        images (M, Cin, H, W) float32 in [-1, 1].
+        images (M, Cin, H, W) float32 in [-1, 1], on the host (read once per batch of images;
+        the sampler's steps read nothing back).
     """
     from vca_ref.experiments.generate import build_diffusion   # late import: train -> sampling is the usual way
     objective = cfg.objective
@@ -60,7 +61,7 @@ def sample_images(model, cfg, labels, rng: np.random.Generator, sampler: str | N
     num_steps = DEFAULT_STEPS[sampler] if num_steps is None else int(num_steps)
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    labels = np.asarray(labels)
+    labels = np.asarray(to_numpy(labels))                                    # host or device
     K = model.config.num_classes
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and
                                                               (labels.min() < 0 or labels.max() >= K)):
