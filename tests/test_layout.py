@@ -18,7 +18,7 @@ PAGE = ROOT / "docs" / "code-organisation.md"
 # Layer order, bottom (0) to top. A module may import its own layer and layers of lower rank.
 RANKS = {
     "backend": 0,          # NumPy / CuPy selection
-    "fast": 1,             # the override switch: @overridable, set_enabled (vca_ref/fast/__init__.py)
+    "fast": 1,             # the override switch: @overridable, set_enabled (fast/__init__.py, switch.py)
     "ops": 2, "train": 2, "io": 2,                      # reference op pairs, optimisers, file I/O
     "nn": 3, "diffusion": 3, "fast.twins": 3,           # modules, samplers, the registered twins
     "models": 4, "gradcheck": 4,
@@ -51,8 +51,8 @@ def layer_of(module: str) -> str | None:
         return None
     if len(parts) == 1:
         return "vca_ref"
-    if parts[1] == "fast":
-        return "fast" if len(parts) == 2 else "fast.twins"
+    if parts[1] == "fast":                 # the switch (the package face and switch.py)
+        return "fast" if parts[2:] in ([], ["switch"]) else "fast.twins"
     return parts[1]
 
 
