@@ -22,10 +22,11 @@ RANKS = {
     "ops": 2, "train": 2, "io": 2,                      # reference op pairs, optimisers, file I/O
     "nn": 3, "diffusion": 3, "fast.twins": 3,           # modules, samplers, the registered twins
     "models": 4, "gradcheck": 4,
-    "experiments": 5, "pytorch": 5, "vca_ref": 5,       # drivers, PyTorch twins, the package face
-    "cli": 6,
-    "__main__": 7,
-    "benchmarks": 8,       # outside the package
+    "vca_ref": 5,          # the package face (vca_ref/__init__.py): the top of the core
+    "experiments": 6, "pytorch": 6,                     # experiment drivers, PyTorch twins
+    "cli": 7,
+    "__main__": 8,
+    "benchmarks": 9,       # outside the package
 }
 # The one import that runs upwards: the switch loads the registry of twins on its first
 # dispatch, inside a function, so that importing the reference never imports its twins.
