@@ -147,6 +147,23 @@ def test_sigkill_in_every_phase_then_resume_is_exact(tmp_path, reference, phase,
     _no_temps(out)
 
 
+def test_a_checkpoint_without_history_resumes_from_metrics_cut_at_its_epoch(tmp_path, reference):
+    """Checkpoints written before the history moved into them: ``metrics.jsonl`` is cut to the
+    checkpoint's epoch (the old order logged an epoch before its checkpoint landed)."""
+    out = str(tmp_path / "run")
+    assert main(ARGS + ["--out-dir", out, "--stop-after", "1"]) == 0
+    path = os.path.join(out, CHECKPOINT)
+    tensors, meta = safetensors_format.load_file_with_metadata(path)
+    del meta["history"]
+    safetensors_format.save_file(tensors, path, metadata=meta)
+    with open(os.path.join(out, METRICS), "a") as f:              # epoch 2 logged, never saved
+        f.write(json.dumps({"kind": "epoch", "epoch": 2, "step": 2 * STEPS}) + "\n")
+    assert main(ARGS + ["--out-dir", out, "--resume"]) == 0
+    assert _epochs(out) == [1, 2, 3, "summary"]
+    assert _history(out) == _history(reference)
+    _same_weights(out, reference)
+
+
 # --------------------------------------------------------------------------- full disk
 def test_full_disk_during_a_checkpoint_is_one_error_and_resumes_exactly(tmp_path, reference,
                                                                        monkeypatch, capsys):
