@@ -324,3 +324,21 @@ def test_divergence_in_the_python_api_raises_training_diverged(tmp_path, monkeyp
                                   out_dir=str(tmp_path / "run"))
     with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1\).*no checkpoint was written yet"):
         classify.train_vit(cfg)
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    from vca_ref.experiments.runner import Run
+    from vca_ref.models import create_vit
+    from vca_ref.train import AdamW
+    cfg = classify.ViTTrainConfig(dataset="digits", model="tiny-digits", progress=False,
+                                  model_overrides={"depth": 1, "dim": 16}, out_dir=str(tmp_path / "run"))
+    model = create_vit("tiny-digits", depth=1, dim=16)
+    opt, rngs = AdamW(model, lr=0.1), {"data": np.random.default_rng(0)}
+    run = Run(cfg.out_dir, cfg)
+    run.start(model, opt, rngs)
+    dict(model.named_modules())["head."].params["bias"][2] = np.inf
+    with pytest.raises(TrainingDiverged, match=r"step 1 \(epoch 1\): the weights 'head.bias' became "
+                                               "non-finite.*no checkpoint was written yet"):
+        run.end_epoch(model, opt, rngs, train_loss=1.0)
+    assert sorted(os.listdir(cfg.out_dir)) == ["config.json", METRICS]
+    assert _epochs(cfg.out_dir) == []

@@ -35,9 +35,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
-from vca_ref.backend import to_numpy
+from vca_ref.backend import get_array_module
 from vca_ref.experiments.run_config import read_json
 from vca_ref.io.atomic import atomic_write, check_writable_folder, remove_stale_temps
 from vca_ref.io.checkpoint import load_training_state, read_metadata, save_module, save_training_state
@@ -231,9 +229,11 @@ class Run:
     def end_epoch(self, model, optimizer, rngs: dict, ema=None, **metrics) -> dict:
         """Count the epoch, write the checkpoint (the epoch's record inside), then the metrics line."""
         s = self.state
-        for name, v in model.state_dict().items():
-            if not bool(np.isfinite(to_numpy(v)).all()):
-                raise self.diverged(f"the weights {name!r} became non-finite")
+        state = model.state_dict()
+        xp = get_array_module(*state.values())
+        if not bool(xp.stack([xp.isfinite(v).all() for v in state.values()]).all()):   # one sync
+            name = next(k for k, v in state.items() if not bool(xp.isfinite(v).all()))
+            raise self.diverged(f"the weights {name!r} became non-finite")
         s.epoch += 1
         record = {"kind": "epoch", "epoch": s.epoch, "step": s.step, **metrics}
         history = s.history + [record]
