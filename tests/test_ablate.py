@@ -179,3 +179,23 @@ def test_every_variant_builds_the_model_it_names():
         assert (m.config.attention == "mhsa") == (name == "mhsa")
         for k, v in fields.items():
             assert getattr(m.config, k) == v
+
+
+def test_dit_ablation_scores_every_cell_with_one_shared_judge(tmp_path):
+    from vca_ref.experiments.generate import DiTTrainConfig
+    from vca_ref.experiments.tasks import DiTTask
+    task = DiTTask(num_per_class=2, num_steps=2, judge_overrides={"epochs": 1})
+    cfg = DiTTrainConfig(epochs=1, batch_size=128, model_overrides={"dim": 16, "depth": 1},
+                         progress=False)
+    out = tmp_path / "dit"
+    with threadpool_limits(1):
+        run_ablation(task, cfg, ["full", "mhsa"], [0, 1], str(out), progress=False)
+    res = read(out / "results.json")
+    assert res["metric"] == "frechet_distance" and res["higher_is_better"] is False
+    for row in res["rows"]:
+        for s in (0, 1):
+            ev = read(out / row["label"] / f"seed{s}" / "evaluation.json")
+            assert row["scores"][str(s)] == ev["frechet_distance"] and ev["num_generated"] == 20
+    judges = {read(out / lab / "seed0" / "evaluation.json")["metric"] for lab in ("full", "mhsa")}
+    assert (out / "classifier" / "summary.json").exists() and len(judges) == 1
+    assert "Fréchet distance on TinyViT features (not ImageNet FID) ↓" in res["table"]

@@ -183,7 +183,7 @@ def cmd_compare(args) -> int:
 # `ablate`, `sweep` and `compare --seeds`: grids of (label, seed) run folders, resumable, one
 # progress bar (vca_ref.experiments.grid); mean ± std over seeds and paired differences.
 # the timed default grid (docs/reproduction.md): TinyViT on the 8x8 digits, no shift augmentation
-ABLATE_VIT_DEFAULTS = {"dataset": "digits", "model": "tiny-digits", "epochs": 20, "augment_shift": 0}
+ABLATE_VIT_DEFAULTS = {"dataset": "digits", "model": "tiny-digits", "epochs": 12, "augment_shift": 0}
 ABLATE_MINUTES = "about 25 minutes"     # measured, see _ABLATE_EPILOG
 _ABLATE_EPILOG = f"""\
 variants: full (VCA as specified), stage1-only, stage2-only (the other stage plain softmax
@@ -193,7 +193,8 @@ separate-softmax (two Stage-II softmaxes), mhsa (the baseline).
 The default grid (8 variants x seeds 0,1,2; TinyViT tiny-digits on the 8x8 digits,
 {ABLATE_VIT_DEFAULTS['epochs']} epochs, no shift augmentation: these replace the train-vit defaults
 of --dataset, --model, --epochs and --augment-shift unless given) takes {ABLATE_MINUTES}
-on 2 CPU cores.  `sweep` uses the same defaults.  Every cell is a run
+on 2 CPU cores.  `sweep` uses the same defaults.  --task dit trains TinyDiTs with the
+train-dit defaults and judges them with one TinyViT (OUT/classifier); it is not timed here.  Every cell is a run
 folder OUT/VARIANT/seedS; rerunning the same command reads finished cells back and resumes a
 cell that was stopped, so a killed grid continues where it stopped."""
 
