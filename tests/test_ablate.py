@@ -164,7 +164,7 @@ def test_bad_arguments_fail_with_one_line_before_training(tmp_path, capsys, argv
 def test_a_folder_made_with_other_settings_is_refused_before_training(tmp_path, capsys):
     out = tmp_path / "grid"
     assert main(["ablate", *TINY, "--variants", "mhsa", "--seeds", "0", "--out-dir", str(out)]) == 0
-    capsys.readouterr()
+    assert "difference to full (not in the grid)" in capsys.readouterr().out
     assert main(["ablate", *TINY, "--lr", "0.001", "--variants", "full,mhsa", "--seeds", "0",
                  "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err

@@ -195,7 +195,7 @@ def run_grid(task, base_cfg, labelled: dict, seeds, out_dir: str, reference: str
         r["description"] = (descriptions or {}).get(r["label"], "")
     results = grid_results(task, base_cfg, rows, records, list(seeds), time.perf_counter() - t0,
                            time.process_time() - cpu0, reference=reference, **extra)
-    results["table"] = format_table(rows, task, first)
+    results["table"] = format_table(rows, task, first, reference)
     results["plot"] = plot(rows, task, os.path.join(out_dir, f"{first}.png"))
     write_outputs(out_dir, results)
     return results
@@ -217,16 +217,17 @@ def grid_results(task, base_cfg, rows, records, seeds, seconds: float, cpu_secon
                            "train_seconds_all_cells": round(sum(r["train_seconds"] for r in records), 1)}}
 
 
-def format_table(rows: list[dict], task, first: str) -> str:
+def format_table(rows: list[dict], task, first: str, reference: str) -> str:
     """Markdown: label, mean ± std, paired diff [95 % CI], verdict, params, MACs, images/s."""
-    ref = next((r["label"] for r in rows if r["diff"] is None), None)
+    ref = reference if any(r["label"] == reference for r in rows) else f"{reference} (not in the grid)"
     lines = [f"| {first} | {task.metric_title} mean ± std | difference to {ref} [95 % CI] | "
              "within noise? | seeds | parameters | MACs / image | train images/s |",
              "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         name = f"{r['label']} ({r['description']})" if r.get("description") else r["label"]
         lines.append(f"| {name} | {format_mean_std(r['mean'], r['std'])} | {format_difference(r['diff'])} | "
-                     f"{noise_verdict(r['diff'], task.higher_is_better)} | {len(r['scores'])} | "
+                     f"{noise_verdict(r['diff'], task.higher_is_better, r['label'] == reference)} | "
+                     f"{len(r['scores'])} | "
                      f"{r['params']:,} | {r['macs_per_image']:,} | {r['images_per_s']:.0f} |")
     noisy = [r["label"] for r in rows if r["diff"] and r["diff"]["within_noise"]]
     lines += ["", f"Within noise (the 95 % interval of the paired difference covers 0): "

@@ -78,10 +78,12 @@ def format_difference(diff: dict | None, digits: int = 4) -> str:
     return text
 
 
-def noise_verdict(diff: dict | None, higher_is_better: bool = True) -> str:
-    """A word for the table: "within noise", "better", "worse", or "1 seed" (no interval)."""
-    if diff is None:
+def noise_verdict(diff: dict | None, higher_is_better: bool = True, reference: bool = False) -> str:
+    """Words for the table: "reference", "within noise", "better", "worse", or why there is none."""
+    if reference:
         return "reference"
+    if diff is None:
+        return "—"
     if diff["within_noise"] is None:
         return f"{diff['n']} seed: no interval"
     if diff["within_noise"]:
