@@ -378,6 +378,21 @@ def test_registry_lists_exactly_the_twins():
         assert o.twin.__name__ == o.reference.__name__, "a twin carries its reference's name"
 
 
+def test_every_overridable_function_has_a_twin():
+    """Walk the reference modules: each ``@overridable`` function is registered, and nothing else."""
+    import importlib
+    import pkgutil
+    import vca_ref.ops
+    names = [f"vca_ref.ops.{m.name}" for m in pkgutil.iter_modules(vca_ref.ops.__path__)]
+    marked = set()
+    for name in names + ["vca_ref.train.optim"]:
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if callable(obj) and hasattr(obj, "reference") and obj.__module__ == name:
+                marked.add(fast.reference_name(obj))
+    assert marked == {fast.reference_name(o.reference) for o in fast.overrides()}
+
+
 def test_every_twin_has_a_parity_case():
     assert {c.reference for c in CPU_CASES} == {o.reference for o in registry.CPU}
     assert {c.reference for c in CUDA_CASES} == {o.reference for o in registry.CUDA}
