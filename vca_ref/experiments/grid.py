@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from vca_ref.experiments.stats import (format_difference, format_mean_std, mean_std, noise_verdict,
                                        paired_difference)
-from vca_ref.experiments.tasks import SUMMARY, read_json
+from vca_ref.experiments.run_config import read_json
+from vca_ref.experiments.runner import CONFIG, SUMMARY
 
 IGNORED_FIELDS = ("progress",)     # config fields that may differ between a cell and its rerun
 
@@ -92,7 +93,7 @@ def plan_cells(task, base_cfg, labelled_fields: dict, seeds: list[int], out_dir:
 
 def check_cell_folder(cfg) -> None:
     """Refuse a cell folder whose config.json differs from ``cfg`` (other than ``progress``)."""
-    path = os.path.join(cfg.out_dir, "config.json")
+    path = os.path.join(cfg.out_dir, CONFIG)
     if not os.path.exists(path):
         return
     saved, mine = read_json(path), json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -104,12 +105,11 @@ def check_cell_folder(cfg) -> None:
 
 
 def cell_epochs_done(cfg) -> int:
-    """Epochs already in a cell folder (its metrics.jsonl), to start the progress bar there."""
-    path = os.path.join(cfg.out_dir, "metrics.jsonl")
-    if not os.path.exists(os.path.join(cfg.out_dir, "checkpoint.safetensors")) or not os.path.exists(path):
+    """Epochs a cell folder's checkpoint holds (its metrics.jsonl records), 0 without one."""
+    from vca_ref.experiments.runner import CHECKPOINT, METRICS, MetricsLog
+    if not os.path.exists(os.path.join(cfg.out_dir, CHECKPOINT)):
         return 0
-    with open(path) as f:
-        return sum(1 for line in f if '"kind": "epoch"' in line)
+    return sum(r.get("kind") == "epoch" for r in MetricsLog(os.path.join(cfg.out_dir, METRICS)).read())
 
 
 def run_cells(task, cells: list[Cell], out_dir: str, progress: bool = True) -> list[dict]:
@@ -141,7 +141,7 @@ def run_cells(task, cells: list[Cell], out_dir: str, progress: bool = True) -> l
         else:
             status = "resumed" if cell_epochs_done(c.config) else "trained"
             state.update(what=f"{c.label} seed {c.seed}", epochs=c.config.epochs)
-            started = os.path.exists(os.path.join(run_dir, "config.json"))     # checked above
+            started = os.path.exists(os.path.join(run_dir, CONFIG))             # checked above
             summary = task.train(c.config, resume=started, on_epoch=on_epoch)
         records.append({"label": c.label, "seed": c.seed, "score": task.score(c.config, summary),
                         "params": c.params, "macs_per_image": c.macs_per_image,

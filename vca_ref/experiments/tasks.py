@@ -11,10 +11,11 @@ folder is finished, and how to read its score back, so a grid never trains a fin
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
-SUMMARY = "summary.json"
+from vca_ref.experiments.run_config import read_json
+from vca_ref.experiments.runner import CONFIG, SUMMARY
+
 EVALUATION = "evaluation.json"
 IMAGE_SIZE = {"digits": 8, "mnist": 28}          # pixels a side of each shipped dataset
 
@@ -24,11 +25,6 @@ def dataset_image_size(cfg) -> int:
     if cfg.dataset not in IMAGE_SIZE:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; expected one of {sorted(IMAGE_SIZE)}")
     return getattr(cfg, "image_size", 0) or IMAGE_SIZE[cfg.dataset]
-
-
-def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
 
 
 class ViTTask:
@@ -114,7 +110,7 @@ class DiTTask:
         from vca_ref.experiments.evaluation import load_classifier
         jcfg = self.judge_config(out_dir, base_cfg)
         if self.shared_epochs(out_dir, base_cfg):
-            resume = os.path.exists(os.path.join(jcfg.out_dir, "config.json"))
+            resume = os.path.exists(os.path.join(jcfg.out_dir, CONFIG))
             train_vit(jcfg, resume=resume, on_epoch=on_epoch)
         self.judge = load_classifier(jcfg.out_dir, base_cfg.device)
 
