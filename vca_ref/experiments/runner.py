@@ -184,14 +184,14 @@ class Run:
 
     def _load(self, model, optimizer, rngs, ema) -> list[dict]:
         """Restore everything from the checkpoint (all-or-nothing); returns the history."""
-        meta = read_metadata(self.checkpoint_path)
-        self._check_same_config(json.loads(meta.get("config", "{}")), self.checkpoint_path)
-        ts = load_training_state(self.checkpoint_path, model, optimizer, ema=ema, rng=rngs)
-        rs = json.loads(ts.metadata.get("run_state", "{}"))
+        path = self.checkpoint_path
+        meta = read_metadata(path)
+        self._check_same_config(_meta_json(path, meta, "config", {}), path)
+        history = _meta_json(path, meta, "history", None)
+        rs = _meta_json(path, meta, "run_state", {})
+        ts = load_training_state(path, model, optimizer, ema=ema, rng=rngs)
         epoch = int(rs.get("epoch", 0))
-        if "history" in ts.metadata:
-            history = json.loads(ts.metadata["history"])
-        else:                                    # a checkpoint from before history lived in it
+        if history is None:                                    # a checkpoint from before history lived in it
             history = [r for r in self.metrics.read()
                        if r.get("kind") == "epoch" and r.get("epoch", 0) <= epoch]
         self.state = RunState(epoch=epoch, step=ts.step,
@@ -252,6 +252,16 @@ class Run:
         self.metrics.append(summary)
         write_json(os.path.join(self.dir, SUMMARY), summary)
         return summary
+
+
+def _meta_json(path: str, meta: dict, key: str, default):
+    """``json.loads(meta[key])`` (``default`` when absent), naming the file when it is damaged."""
+    if key not in meta:
+        return default
+    try:
+        return json.loads(meta[key])
+    except ValueError:
+        raise ValueError(f"{path}: metadata {key!r} is not valid JSON; the file is damaged") from None
 
 
 class Timer:
