@@ -114,6 +114,9 @@ def test_paths_that_are_files_or_folders_in_the_wrong_place(tmp_path, capsys, vi
     (run / CHECKPOINT).mkdir()                                 # a folder where the checkpoint goes
     assert one_error(capsys, VIT + ["--out-dir", str(run), "--resume"]) == (
         f"{run / CHECKPOINT} is a folder, expected a safetensors file")
+    assert one_error(capsys, ["compare", "--out-dir", str(f)]) == f"{f} is a file, expected a folder"
+    assert one_error(capsys, ["sample", vit_run, "--out", str(tmp_path)]) == (
+        f"argument --out: expected the path of a .png file, got {str(tmp_path)!r}")
     assert one_error(capsys, ["sample", str(tmp_path / "none")]) == (
         f"{tmp_path / 'none'} is not a run folder (it does not exist or is a file)")
     assert one_error(capsys, ["sample", vit_run]) == (

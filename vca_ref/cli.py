@@ -148,6 +148,8 @@ def cmd_train_dit(args) -> int:
 
 def cmd_sample(args) -> int:
     from vca_ref.experiments.sampling import sample_from_run
+    if args.out is not None and (os.path.isdir(args.out) or not args.out.lower().endswith(".png")):
+        raise ValueError(f"argument --out: expected the path of a .png file, got {args.out!r}")
     r = sample_from_run(args.run_dir, num_per_class=args.per_class, seed=args.seed,
                         sampler=args.sampler, num_steps=args.steps, cfg_scale=args.cfg_scale,
                         grid_path=args.out)

@@ -8,6 +8,7 @@ installs it.  ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import errno
+import os
 
 # optional package (top-level import name) -> the extra that installs it
 EXTRAS = {"tqdm": "train", "matplotlib": "train", "sklearn": "train", "threadpoolctl": "train",
@@ -30,6 +31,8 @@ def describe_error(e: BaseException) -> str:
                else f"pip install 'vca_ref[{extra}]'")
         return f"this needs the optional package {top!r}, which is not installed; install it with {how}"
     if isinstance(e, OSError) and e.filename is not None and e.errno is not None:
+        if e.errno == errno.EEXIST and os.path.isfile(e.filename):
+            return f"{e.filename} is a file, expected a folder"
         text = f"{e.filename}: {e.strerror}"
         if e.errno == errno.ENOSPC:
             return text + "; free some space (a stopped run continues with --resume)"
