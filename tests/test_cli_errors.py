@@ -59,6 +59,8 @@ def vit_run(tmp_path_factory):
     (["--set", "widht=3"], "argument --set: has unknown ViTConfig field 'widht'; expected one of ['img_size',"),
     (["--set", "attention=mhsa"], "argument --set: sets 'attention': use --attention (the run's own option) instead"),
     (["--set", "depth"], "argument --set: expected KEY=VALUE, got 'depth'"),
+    (["--set", "mlp_ratio=nan"], "argument --set: sets mlp_ratio='nan'; expected a finite number (the default is 2.0)"),
+    (["--set", "use_dwconv=1"], "argument --set: sets use_dwconv=1; expected true or false (the default is True)"),
 ])
 def test_bad_values_name_the_flag_and_what_is_expected(tmp_path, capsys, vit_run, extra, message):
     before = snapshot(vit_run)

@@ -58,13 +58,35 @@ def check_overrides(cfg, model_config_cls, own_flags=("attention", "dtype")) -> 
     o = cfg.model_overrides
     if not isinstance(o, dict):
         raise ConfigError("model_overrides", f"must be a dict of model fields, got {o!r}")
-    valid = [f.name for f in fields(model_config_cls) if f.name not in own_flags]
-    for k in o:
+    defaults = {f.name: f.default for f in fields(model_config_cls) if f.name not in own_flags}
+    valid = list(defaults)
+    for k, v in o.items():
         if k in own_flags:
             raise ConfigError("model_overrides", f"sets {k!r}: use --{k} (the run's own option) instead")
         if k not in valid:
             raise ConfigError("model_overrides", f"has unknown {model_config_cls.__name__} field {k!r}; "
                                                  f"expected one of {valid}")
+        kind = _kind_of(defaults[k])
+        if kind is not None and not _is_kind(v, kind):
+            raise ConfigError("model_overrides", f"sets {k}={v!r}; expected {kind} "
+                                                 f"(the default is {defaults[k]!r})")
+
+
+def _kind_of(default) -> str | None:
+    """What an override of a field with this default must be (None: left to the model config)."""
+    for t, kind in ((bool, "true or false"), (int, "an integer"), (float, "a finite number"),
+                    (str, "a string")):
+        if isinstance(default, t):
+            return kind
+    return None
+
+
+def _is_kind(v, kind: str) -> bool:
+    real = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return {"true or false": isinstance(v, bool),
+            "an integer": real and isinstance(v, numbers.Integral),
+            "a finite number": real and math.isfinite(v),
+            "a string": isinstance(v, str)}[kind]
 
 
 # --------------------------------------------------------------------------- the shared fields
