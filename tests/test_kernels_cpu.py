@@ -282,13 +282,16 @@ def test_adamw_matches_torch(lib, dtype, hp):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
     """The optimiser's kernel override, driven on the CPU: ``kernels.applies`` is forced true and
-    the CUDA twin ``kernels.cuda.adamw_update`` is replaced by the g++ build of the same adamw.cuh.
+    the CUDA twin ``kernels.cuda.adamw_update`` is replaced by the g++ build of the same adamw.cuh;
+    the dispatch table holds the registry's kernel entry for ``adamw_update`` alone.
     The optimiser through the kernel must equal the reference lines (every override off) bit for
     bit, which holds only if the registry hands the twin (p, g, m, v, lr, beta1, beta2, eps,
     weight_decay, step) in that order, with the per-parameter weight decay (0 for the bias under
     ``default_no_decay``)."""
+    from vca_ref.fast import registry
     from vca_ref.fast.kernels import cuda as kcuda
     from vca_ref.nn.module import Module
+    from vca_ref.train import optim
     from vca_ref.train.optim import AdamW, default_no_decay
 
     hp = dict(lr=3e-2, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2)   # all distinguishable
@@ -315,6 +318,9 @@ def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
              *adamw_scalars(lr, beta1, beta2, eps, weight_decay, step))
 
     monkeypatch.setattr(kernels, "applies", lambda *arrays: True)
+    # the registry's kernel entry alone (its CPU twin would take these NumPy arrays first)
+    monkeypatch.setattr(fast, "_twins", {fast.reference_name(o.reference): ((o.accepts, o.twin),)
+                                         for o in registry.CUDA if o.reference is optim.adamw_update})
     monkeypatch.setattr(kcuda, "adamw_update", twin)
     with fast.enabled(True):
         params, state = run()
