@@ -67,12 +67,12 @@ class Case(NamedTuple):
     forward: Callable | None = None          # for a backward: the forward whose cache it takes
 
 
-def _bwd(forward, make_forward, dout_shape_of):
+def _bwd(forward, make_forward):
     """Backward arguments (dout, cache): the cache from ``forward`` on the forward's inputs."""
     def make(mk, forward_impl=None):
         args, kwargs = make_forward(mk)
         out, cache = (forward_impl or forward.reference)(*args, **kwargs)
-        return (mk.data(*dout_shape_of(out)), cache), {}
+        return (mk.data(*out.shape), cache), {}
     return make
 
 
@@ -146,62 +146,37 @@ def rms_cuda(mk):
     return (mk.data(3, 7, 40), mk.param(40)), {"eps": 1e-5}
 
 
-SAME = lambda out: out.shape                                            # noqa: E731
+def pair(module, name: str, make, tag: str = "") -> list[Case]:
+    """The forward case of one op pair and its backward case (the cache from that forward)."""
+    fwd, bwd = getattr(module, f"{name}_forward"), getattr(module, f"{name}_backward")
+    suffix = f"-{tag}" if tag else ""
+    return [Case(f"{name}_forward{suffix}", fwd, make),
+            Case(f"{name}_backward{suffix}", bwd, _bwd(fwd, make), fwd)]
+
 
 CPU_CASES = [
-    Case("layernorm_forward-affine", layernorm.layernorm_forward, ln_affine),
-    Case("layernorm_forward-plain", layernorm.layernorm_forward, ln_plain),
-    Case("layernorm_backward-affine", layernorm.layernorm_backward,
-         _bwd(layernorm.layernorm_forward, ln_affine, SAME), layernorm.layernorm_forward),
-    Case("layernorm_backward-plain", layernorm.layernorm_backward,
-         _bwd(layernorm.layernorm_forward, ln_plain, SAME), layernorm.layernorm_forward),
-    Case("rmsnorm_forward", rmsnorm.rmsnorm_forward, rms),
-    Case("rmsnorm_backward", rmsnorm.rmsnorm_backward,
-         _bwd(rmsnorm.rmsnorm_forward, rms, SAME), rmsnorm.rmsnorm_forward),
-    Case("softmax_forward-short", softmax.softmax_forward, soft_short),
+    *pair(layernorm, "layernorm", ln_affine, "affine"),
+    *pair(layernorm, "layernorm", ln_plain, "plain"),
+    *pair(rmsnorm, "rmsnorm", rms),
+    *pair(softmax, "softmax", soft_short, "short"),
     Case("softmax_forward-long", softmax.softmax_forward, soft_long),
-    Case("softmax_backward", softmax.softmax_backward,
-         _bwd(softmax.softmax_forward, soft_short, SAME), softmax.softmax_forward),
-    Case("gelu_forward", activations.gelu_forward, gelu),
-    Case("gelu_backward", activations.gelu_backward,
-         _bwd(activations.gelu_forward, gelu, SAME), activations.gelu_forward),
-    Case("dwconv3x3_forward", dwconv.dwconv3x3_forward, conv),
-    Case("dwconv3x3_backward", dwconv.dwconv3x3_backward,
-         _bwd(dwconv.dwconv3x3_forward, conv, SAME), dwconv.dwconv3x3_forward),
-    Case("linear_forward-bias", linear.linear_forward, lin_bias),
-    Case("linear_forward-nobias", linear.linear_forward, lin_nobias),
-    Case("linear_backward-bias", linear.linear_backward,
-         _bwd(linear.linear_forward, lin_bias, SAME), linear.linear_forward),
-    Case("linear_backward-nobias", linear.linear_backward,
-         _bwd(linear.linear_forward, lin_nobias, SAME), linear.linear_forward),
+    *pair(activations, "gelu", gelu),
+    *pair(dwconv, "dwconv3x3", conv),
+    *pair(linear, "linear", lin_bias, "bias"),
+    *pair(linear, "linear", lin_nobias, "nobias"),
     Case("adamw_update-decay", optim.adamw_update, adamw_wd),
     Case("adamw_update-nodecay", optim.adamw_update, adamw_nowd),
-    Case("adaptive_avg_pool_forward", pooling.adaptive_avg_pool_forward, pool),
-    Case("adaptive_avg_pool_backward", pooling.adaptive_avg_pool_backward,
-         _bwd(pooling.adaptive_avg_pool_forward, pool, SAME), pooling.adaptive_avg_pool_forward),
+    *pair(pooling, "adaptive_avg_pool", pool),
 ]
 
 CUDA_CASES = [
-    Case("gelu_forward-erf", activations.gelu_forward, gelu_any("none")),
-    Case("gelu_forward-tanh", activations.gelu_forward, gelu_any("tanh")),
-    Case("gelu_backward-erf", activations.gelu_backward,
-         _bwd(activations.gelu_forward, gelu_any("none"), SAME), activations.gelu_forward),
-    Case("gelu_backward-tanh", activations.gelu_backward,
-         _bwd(activations.gelu_forward, gelu_any("tanh"), SAME), activations.gelu_forward),
-    Case("silu_forward", activations.silu_forward, silu),
-    Case("silu_backward", activations.silu_backward,
-         _bwd(activations.silu_forward, silu, SAME), activations.silu_forward),
-    Case("diff_combine_forward", diff_combine.diff_combine_forward, combine),
-    Case("diff_combine_backward", diff_combine.diff_combine_backward,
-         _bwd(diff_combine.diff_combine_forward, combine, SAME), diff_combine.diff_combine_forward),
-    Case("modulate_forward", modulate.modulate_forward, modul),
-    Case("modulate_backward", modulate.modulate_backward,
-         _bwd(modulate.modulate_forward, modul, SAME), modulate.modulate_forward),
-    Case("softmax_backward", softmax.softmax_backward,
-         _bwd(softmax.softmax_forward, soft_long, SAME), softmax.softmax_forward),
-    Case("rmsnorm_forward", rmsnorm.rmsnorm_forward, rms_cuda),
-    Case("rmsnorm_backward", rmsnorm.rmsnorm_backward,
-         _bwd(rmsnorm.rmsnorm_forward, rms_cuda, SAME), rmsnorm.rmsnorm_forward),
+    *pair(activations, "gelu", gelu_any("none"), "erf"),
+    *pair(activations, "gelu", gelu_any("tanh"), "tanh"),
+    *pair(activations, "silu", silu),
+    *pair(diff_combine, "diff_combine", combine),
+    *pair(modulate, "modulate", modul),
+    pair(softmax, "softmax", soft_long)[1],                     # the backward alone has a kernel
+    *pair(rmsnorm, "rmsnorm", rms_cuda),
     Case("adamw_update", optim.adamw_update, adamw_wd),
 ]
 
