@@ -24,9 +24,10 @@ RANKS = {
     "models": 4, "gradcheck": 4,
     "vca_ref": 5,          # the package face (vca_ref/__init__.py): the top of the core
     "experiments": 6, "pytorch": 6,                     # experiment drivers, PyTorch twins
-    "cli": 7,
-    "__main__": 8,
-    "benchmarks": 9,       # outside the package
+    "cli_errors": 7,       # the one-line error messages of the command
+    "cli": 8,
+    "__main__": 9,
+    "benchmarks": 10,      # outside the package
 }
 # The one import that runs upwards: the switch loads the registry of twins on its first
 # dispatch, inside a function, so that importing the reference never imports its twins.
