@@ -67,13 +67,17 @@ class PlainStageCache(NamedTuple):
 
 
 # ------------------------------------------------------------------ streams: E (S, n, C)
-TWO_STREAMS = Piece(
-    lambda params: get_array_module(params["e_pos"]).concatenate([params["e_pos"], params["e_neg"]]),
+def _stack(*embeddings):
+    return get_array_module(embeddings[0]).concatenate(embeddings)            # (S, n, C)
+
+
+TWO_STREAMS = Piece(        # E = [E+ ; E-]
+    lambda params: _stack(params["e_pos"], params["e_neg"]),
     lambda dE: {"e_pos": dE[:1], "e_neg": dE[1:]})
-TIED_STREAMS = Piece(       # E- = E+: one parameter read by both streams, its gradient summed
-    lambda params: get_array_module(params["e_pos"]).concatenate([params["e_pos"], params["e_pos"]]),
+TIED_STREAMS = Piece(       # E = [E+ ; E+]: one parameter read by both streams, its gradient summed
+    lambda params: _stack(params["e_pos"], params["e_pos"]),
     lambda dE: {"e_pos": dE[:1] + dE[1:]})
-ONE_STREAM = Piece(
+ONE_STREAM = Piece(         # E = E+ (no stage is differential)
     lambda params: params["e_pos"],
     lambda dE: {"e_pos": dE})
 
