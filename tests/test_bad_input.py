@@ -330,3 +330,10 @@ def test_a_single_token_or_a_one_cell_grid_is_well_defined(kind):
 def test_module_sizes_must_be_positive_ints(ctor, msg):
     with pytest.raises(ValueError, match=msg):
         ctor()
+
+
+@pytest.mark.parametrize("labels, got", [([0, 4], r"\[0, 4\]"), ([-1, 2], r"\[-1, 2\]")])
+def test_labels_outside_the_classes_and_the_null_class_are_refused(labels, got):
+    with pytest.raises(ValueError, match=r"labels y must be in \[0, 3\] \(3 is the null class\), got range " + got):
+        LabelEmbedder(3, 8, dtype=np.float64).forward(np.array(labels))
+    assert LabelEmbedder(3, 8, dtype=np.float64).forward(np.array([0, 3])).shape == (2, 8)   # 3: null class
