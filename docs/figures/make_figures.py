@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ VIT_CMD = [sys.executable, "-m", "vca_ref", "compare", "--no-progress",
 DIT_CMD = [sys.executable, "-m", "vca_ref", "compare", "--task", "dit", "--no-progress",
            "--out-dir", str(RUNS / "compare-dit")]
 COMMANDS = {"layer": LAYER_CMD, "vit": VIT_CMD, "dit": DIT_CMD}
+FOLDERS = {"layer": "layer", "vit": "compare-vit", "dit": "compare-dit"}
 SHOWN = {"layer": "python -m benchmarks.layer --threads 1 --grids 8,14,32,64 --rounds 3",
          "vit": "vca-ref compare", "dit": "vca-ref compare --task dit"}
 COLOURS = {"vca": "#c62828", "mhsa": "#3f51b5"}
@@ -52,12 +54,17 @@ def measure(part: str) -> None:
     """Run one part's command; its outputs and a provenance record go to runs/figures/."""
     RUNS.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    out = RUNS / FOLDERS[part]
+    if out.exists():                    # a fresh measurement: the commands refuse to overwrite
+        shutil.rmtree(out)
     started = datetime.datetime.now(datetime.timezone.utc)
+    record = {"command": SHOWN[part], "started_utc": started.strftime("%Y-%m-%d %H:%M"),
+              **provenance()}           # the code as it is when the command starts
     print("running:", " ".join(COMMANDS[part]), flush=True)
     subprocess.run(COMMANDS[part], cwd=ROOT, env=env, check=True)
-    record = {"command": SHOWN[part], "started_utc": started.strftime("%Y-%m-%d %H:%M"),
-              "minutes": round((datetime.datetime.now(datetime.timezone.utc) - started)
-                               .total_seconds() / 60, 1), **provenance()}
+    record["minutes"] = round((datetime.datetime.now(datetime.timezone.utc) - started)
+                              .total_seconds() / 60, 1)
+    record["load_average"] = [round(x, 1) for x in os.getloadavg()]   # at the end
     (RUNS / f"{part}.provenance.json").write_text(json.dumps(record, indent=1))
 
 
@@ -73,7 +80,8 @@ def provenance() -> dict:
                             capture_output=True, text=True).stdout.strip() or None
     return {"commit": commit, "python": platform.python_version(), "numpy": numpy.__version__,
             "torch": torch_version, "cpu": _cpu_model(), "cores": os.cpu_count(),
-            "load_average": [round(x, 1) for x in os.getloadavg()]}
+            "commit_clean": subprocess.run(["git", "status", "--porcelain", "--", "vca_ref", "benchmarks"],
+                                           cwd=ROOT, capture_output=True, text=True).stdout == ""}
 
 
 def _cpu_model() -> str:
@@ -88,8 +96,7 @@ def _cpu_model() -> str:
 
 def load(part: str, name: str) -> tuple[dict, dict]:
     """(results, provenance) of one part's last measurement."""
-    folder = {"layer": "layer", "vit": "compare-vit", "dit": "compare-dit"}[part]
-    res = json.loads((RUNS / folder / name).read_text())
+    res = json.loads((RUNS / FOLDERS[part] / name).read_text())
     prov = json.loads((RUNS / f"{part}.provenance.json").read_text())
     return res, prov
 
@@ -202,7 +209,8 @@ def provenance_note(prov: dict, extra: str = "") -> str:
     torch = f", PyTorch {prov['torch']}" if prov.get("torch") else ""
     load_avg = ", ".join(str(x) for x in prov["load_average"])
     return (f"*Measured {prov['started_utc']} UTC with `{prov['command']}` "
-            f"({prov['minutes']} min) at commit `{prov['commit']}`: {prov['cpu']}, "
+            f"({prov['minutes']} min) at commit `{prov['commit']}`"
+            f"{'' if prov.get('commit_clean', True) else ' with local changes'}: {prov['cpu']}, "
             f"{prov['cores']} cores (load average {load_avg} at the end), Python {prov['python']}, "
             f"NumPy {prov['numpy']}{torch}.{extra} Regenerate with "
             f"`python docs/figures/make_figures.py`.*")
