@@ -21,7 +21,7 @@ from vca_ref.diffusion import GaussianDiffusion, ddim_sample_loop, flow_sample, 
 from vca_ref.io.checkpoint import load_into, save_module
 from vca_ref.models import DiTConfig, TinyDiT, TinyViT, ViTConfig
 from vca_ref.nn.layers import Mlp
-from vca_ref.train import EMA, SGD, AdamW
+from vca_ref.train import EMA, SGD, AdamW, clip_grad_norm
 
 OPTIMISERS = {"adamw": lambda m: AdamW(m, lr=1e-2, weight_decay=0.1),
               "sgd": lambda m: SGD(m, lr=1e-2, momentum=0.9, weight_decay=0.1),
@@ -57,6 +57,23 @@ def test_optimiser_and_ema(device_backend, name):
     assert all(device_of(p) == "cuda" for p in dev.state_dict().values())
     same(dev.state_dict(), host.state_dict())
     same(emas[1].shadow, emas[0].shadow)
+
+
+def test_clip_on_the_device(device_backend):
+    """Clipping without a read: the total stays on the device, the scaled gradients equal the
+    host's, and a non-finite total leaves the gradients as they are."""
+    rng = np.random.default_rng(6)
+    host = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)}
+    dev = {k: to_device(v, "cuda") for k, v in host.items()}
+    counts = stand_in_counts()
+    before = counts.syncs if counts is not None else None
+    total = clip_grad_norm(dev, 0.5)
+    assert device_of(total) == "cuda" and (counts is None or counts.syncs == before)
+    assert float(total) == pytest.approx(clip_grad_norm(host, 0.5), rel=1e-12)
+    same(dev, host)
+    bad = {"a": to_device(np.array([1.0, np.inf]), "cuda")}
+    assert not np.isfinite(float(clip_grad_norm(bad, 0.5)))
+    np.testing.assert_array_equal(to_numpy(bad["a"]), [1.0, np.inf])
 
 
 def _per_step_counts(monkeypatch, counts):

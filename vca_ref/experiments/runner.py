@@ -64,6 +64,8 @@ def clip_gradients(model, max_norm: float) -> float:
     """
     if max_norm <= 0:
         return grad_norm(model)
+    if model.device == "cuda":                   # no read: a non-finite norm leaves them as they are
+        return clip_grad_norm(model, max_norm)
     try:
         return clip_grad_norm(model, max_norm, error_if_nonfinite=True)
     except RuntimeError:                         # raised before any gradient is scaled

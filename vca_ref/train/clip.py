@@ -13,7 +13,9 @@ A non-finite total is returned as is (torch then scales by NaN); pass ``error_if
 to raise instead.
 
 On a CUDA device ``total`` stays a 0-d device array and every gradient is scaled by the clamped
-coef (as torch does), since deciding "coef < 1?" on the host would cost a synchronisation.
+coef, since deciding "coef < 1?" on the host would cost a synchronisation; where the total is not
+finite the coef is 1 (the gradients stay as they are: the caller reads the total and stops), and
+``error_if_nonfinite=True`` reads the total to raise (one synchronisation, on request).
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def clip_grad_norm(grads, max_norm: float, norm_type: float = 2.0,
         xp = get_array_module(total)
         if error_if_nonfinite:
             _check_total(read_scalars(total)[0], norm_type)                  # a read, on request
-        coef = xp.minimum(max_norm / (total + 1e-6), 1.0)                   # () on the device
+        coef = xp.where(xp.isfinite(total), xp.minimum(max_norm / (total + 1e-6), 1.0), 1.0)  # ()
         for table, k in _grad_tables(grads):
             table[k] = table[k] * coef.astype(table[k].dtype)
         return total
