@@ -72,7 +72,7 @@ class Block(Module):
 
 
 class TinyViT(Module):
-    """DeiT-style ViT classifier; ``forward(images) -> logits``, ``backward(dlogits) -> dimages``.
+    """DeiT-style ViT classifier; ``forward(images) -> logits``, ``backward(dout) -> dimages``.
 
     Args:
         config: a :class:`ViTConfig` (``VIT_CONFIGS[name]()`` for the named sizes).

@@ -22,7 +22,7 @@ Piece signatures (params: the parameter dict, PyTorch names; grads: a dict under
     tokens    forward(q_patch, E, cfg) -> (T, cache)             backward(dT, cache) -> (dq_patch, dE)
     stage1    forward(T, k, v, params, cfg) -> (Vh, cache)       backward(dVh, cache) -> (dT, dk, dv, grads)
     stage2    forward(q, T, Vh, params, cfg) -> (O, cache)       backward(dO, cache) -> (dq, dT, dVh, grads)
-    residual  forward(o, v_patch, params, cfg) -> (y, cache)     backward(dy, cache) -> (do, dv_patch, grads)
+    residual  forward(o, v_patch, params, cfg) -> (y, cache)     backward(dout, cache) -> (do, dv_patch, grads)
 """
 from __future__ import annotations
 
