@@ -213,3 +213,24 @@ def test_the_papers_layer_refuses_an_ablation_config(option):
     x = np.zeros((1, cfg.num_tokens, cfg.dim))
     with pytest.raises(ValueError, match=f"{next(iter(option))}.*vca_variant_forward"):
         vca_forward(x, {}, cfg)
+
+
+@pytest.mark.parametrize("option, swapped", [
+    (dict(stage2_softmax="separate"), dict(stage2="STAGE2_SEPARATE")),
+    (dict(tied_embeddings=True), dict(streams="TIED_STREAMS")),
+    (dict(pool_queries=False), dict(tokens="EMBEDDING_TOKENS")),
+    (dict(use_dwconv=False), dict(residual="NO_RESIDUAL")),
+    (dict(differential="stage1"), dict(stage2="STAGE2_PLAIN")),
+    (dict(differential="stage2"), dict(stage1="STAGE1_PLAIN")),
+    (dict(differential="none"), dict(streams="ONE_STREAM", stage1="STAGE1_PLAIN", stage2="STAGE2_PLAIN")),
+    (dict(differential="none", tied_embeddings=True),
+     dict(streams="ONE_STREAM", stage1="STAGE1_PLAIN", stage2="STAGE2_PLAIN")),
+])
+def test_each_option_swaps_its_pieces_and_keeps_the_others(option, swapped):
+    import vca_ref.ops.vca_variants as variants
+    paper = compose(make_vca("default").config)
+    parts = compose(make_vca(dict(vca_kwargs("default"), **option)).config)
+    changed = {name for name in Variant._fields if getattr(parts, name) is not getattr(paper, name)}
+    assert changed == set(swapped)
+    for name, piece in swapped.items():
+        assert getattr(parts, name) is getattr(variants, piece), name
