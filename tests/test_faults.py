@@ -130,13 +130,15 @@ def reference(tmp_path_factory):
     ("step", STEPS + 5),
     ("log", 2),                          # epoch 2's checkpoint is written, its line half
     ("checkpoint", 2),                   # epoch 2's checkpoint half-written into a temp file
+    ("checkpoint", 4),                   # the final model.safetensors half-written
+    ("log", 4),                          # the summary line half-written
 ])
 def test_sigkill_in_every_phase_then_resume_is_exact(tmp_path, reference, phase, n):
     out = str(tmp_path / "run")
     child = subprocess.run([sys.executable, "-c", CHILD, phase, str(n), *ARGS, "--out-dir", out],
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, child.stderr                 # killed, not finished
-    assert not os.path.exists(os.path.join(out, FINAL_MODEL))
+    assert not os.path.exists(os.path.join(out, "summary.json"))
     if phase == "checkpoint":
         assert [f for f in os.listdir(out) if f.endswith(".tmp")]   # the torn temp file is left
     assert main(ARGS + ["--out-dir", out]) == 2                 # a run is there: not replaced
