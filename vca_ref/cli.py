@@ -192,13 +192,14 @@ variants: full (VCA as specified), stage1-only, stage2-only (the other stage pla
 attention), no-pooling (contrast tokens from E± alone), tied-embeddings (E⁺ = E⁻), no-dwconv,
 separate-softmax (two Stage-II softmaxes), mhsa (the baseline).
 
-The default grid (8 variants x seeds 0,1,2; TinyViT tiny-digits on the 8x8 digits,
-{ABLATE_VIT_DEFAULTS['epochs']} epochs, no shift augmentation: these replace the train-vit defaults
-of --dataset, --model, --epochs and --augment-shift unless given) takes {ABLATE_MINUTES}
-on 2 CPU cores.  `sweep` uses the same defaults.  --task dit trains TinyDiTs with the
-train-dit defaults and judges them with one TinyViT (OUT/classifier); it is not timed here.  Every cell is a run
-folder OUT/VARIANT/seedS; rerunning the same command reads finished cells back and resumes a
-cell that was stopped, so a killed grid continues where it stopped."""
+The default grid: 8 variants x seeds 0,1,2 of TinyViT tiny-digits on the 8x8 digits,
+{ABLATE_VIT_DEFAULTS['epochs']} epochs, no shift augmentation (these replace the train-vit defaults of
+--dataset, --model, --epochs and --augment-shift unless given; `sweep` uses them too).  It takes
+{ABLATE_MINUTES} on 2 CPU cores.  --task dit trains TinyDiTs with the train-dit defaults and
+judges them with one TinyViT (OUT/classifier); it is not timed.
+
+Every cell is a run folder OUT/VARIANT/seedS; rerunning the same command reads finished cells
+back and resumes a stopped one, so a killed grid continues where it stopped."""
 
 
 def _grid_config(args, defaults: dict):
@@ -235,6 +236,9 @@ def cmd_sweep(args) -> int:
 
 def cmd_compare_seeds(args) -> int:
     from vca_ref.experiments.compare import compare_seeds
+    if getattr(args, "overwrite", False):
+        raise ValueError("--overwrite does not apply with --seeds: the grid reads finished cells back "
+                         "and resumes stopped ones; choose another --out-dir to start again")
     task, cfg, seeds = _grid_config(args, {})
     out_dir = args.out_dir or os.path.join("runs", f"compare-seeds-{task.name}")
     return _print_grid(compare_seeds(task, cfg, seeds, out_dir, cfg.progress), out_dir)
