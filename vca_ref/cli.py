@@ -186,13 +186,14 @@ def cmd_compare(args) -> int:
 # progress bar (vca_ref.experiments.grid); mean ± std over seeds and paired differences.
 # the timed default grid (docs/reproduction.md): TinyViT on the 8x8 digits, no shift augmentation
 ABLATE_VIT_DEFAULTS = {"dataset": "digits", "model": "tiny-digits", "epochs": 12, "augment_shift": 0}
+ABLATE_SEEDS = "0,1,2,3,4"
 ABLATE_MINUTES = "about 25 minutes"     # measured, see _ABLATE_EPILOG
 _ABLATE_EPILOG = f"""\
 variants: full (VCA as specified), stage1-only, stage2-only (the other stage plain softmax
 attention), no-pooling (contrast tokens from E± alone), tied-embeddings (E⁺ = E⁻), no-dwconv,
 separate-softmax (two Stage-II softmaxes), mhsa (the baseline).
 
-The default grid: 8 variants x seeds 0,1,2 of TinyViT tiny-digits on the 8x8 digits,
+The default grid: 8 variants x seeds {ABLATE_SEEDS} of TinyViT tiny-digits on the 8x8 digits,
 {ABLATE_VIT_DEFAULTS['epochs']} epochs, no shift augmentation (these replace the train-vit defaults of
 --dataset, --model, --epochs and --augment-shift unless given; `sweep` uses them too).  It takes
 {ABLATE_MINUTES} on 2 CPU cores.  --task dit trains TinyDiTs with the train-dit defaults and
@@ -267,12 +268,13 @@ def _add_grid_commands(sub, compare_parser, vit_cls, dit_cls):
     sw.add_argument("field", help="a model-config or run-config field, e.g. pool_size, img_size")
     sw.add_argument("values", nargs="*", metavar="VALUE",
                     help="JSON (2, 0.5, [2, 3], true), AxB for a pair, or a word")
-    for p, cmd, default_out in ((ab, cmd_ablate, "runs/ablate-TASK"), (sw, cmd_sweep, "runs/sweep-FIELD")):
+    for p, cmd, out, seeds in ((ab, cmd_ablate, "runs/ablate-TASK", ABLATE_SEEDS),
+                               (sw, cmd_sweep, "runs/sweep-FIELD", "0,1,2")):
         p.add_argument("--task", choices=("vit", "dit"), default="vit",
                        help="vit: test accuracy of a TinyViT; dit: Fréchet distance of a TinyDiT's "
                             "samples on TinyViT features (default: vit)")
-        p.add_argument("--seeds", default="0,1,2", metavar="S,S,...", help="seeds (default: 0,1,2)")
-        p.add_argument("--out-dir", default=None, help=f"grid folder (default: {default_out})")
+        p.add_argument("--seeds", default=seeds, metavar="S,S,...", help=f"seeds (default: {seeds})")
+        p.add_argument("--out-dir", default=None, help=f"grid folder (default: {out})")
         _add_config_args(p, vit_cls, dit_cls, skip=skip)
         p.set_defaults(func=cmd)
     return ab, sw

@@ -53,7 +53,7 @@ def parse_variants(text) -> list[str]:
     return names
 
 
-def run_ablation(task, base_cfg, variants=tuple(VARIANTS), seeds=(0, 1, 2),
+def run_ablation(task, base_cfg, variants=tuple(VARIANTS), seeds=(0, 1, 2, 3, 4),
                  out_dir: str = os.path.join("runs", "ablate"), progress: bool = True) -> dict:
     """Train (or read back) every (variant, seed) cell; write and return the results.
 

@@ -103,10 +103,10 @@ def plot_sweep(rows: list[dict], task, field: str, path: str) -> str:
     """The score (mean ± std over seeds) against MACs/image and against training images/s."""
     from vca_ref.experiments.plotting import new_figure, save_figure
     fig, axes = new_figure(10, 3.8, 1, 2)
-    for ax, key, xlabel in ((axes[0][0], "macs_per_image", "MACs per image"),
-                            (axes[0][1], "images_per_s", "measured training images/s")):
-        xs = [r[key] for r in rows]
-        ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o-",
+    panels = ((axes[0][0], [r["macs_per_image"] / 1e3 for r in rows], "MACs per image (thousands)", "o-"),
+              (axes[0][1], [r["images_per_s"] for r in rows], "measured training images/s", "o"))
+    for ax, xs, xlabel, fmt in panels:
+        ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt=fmt,
                     capsize=4, color="C0")
         for x, r in zip(xs, rows):
             ax.annotate(f"{field}={r['label']}", (x, r["mean"]), textcoords="offset points",
