@@ -238,7 +238,7 @@ def draw(part: str) -> str:
     img = draw_curves(res, [("train_loss", "training loss"), ("val_loss", "validation loss (EMA)")],
                       "compare-dit.png")
     samples = copy_image(RUNS / "compare-dit" / "samples.png", "compare-dit-samples.png")
-    table = compare_table(res, [("frechet_distance", "Fréchet distance ↓", ".3f"),
+    table = compare_table(res, [("frechet_distance", "Fréchet distance on the judge's features ↓", ".3f"),
                                 ("classifier_accuracy", "classifier accuracy on samples ↑", ".3f")])
     floor = res["rows"][0].get("frechet_real_baseline")
     judge = res.get("classifier", {}).get("test_acc")
