@@ -335,16 +335,22 @@ def test_the_optimiser_hook_runs_the_adamw_math(lib, dtype, monkeypatch):
 # ----------------------------------------------------------------------------- the switch
 def test_switch_and_dispatch_on_cpu(monkeypatch):
     x = np.ones(3, np.float32)
-    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
-    assert kernels.kernels_enabled()
-    assert not kernels.applies(x)                        # NumPy arrays never take a kernel
-    monkeypatch.setenv(kernels.ENV_VAR, "0")
-    assert not kernels.kernels_enabled()
-    with kernels.enabled(True):
+    try:
+        monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+        kernels.set_enabled(None)                        # read the environment again
         assert kernels.kernels_enabled()
-    assert not kernels.kernels_enabled()
-    with pytest.raises(TypeError):
-        kernels.set_enabled("no")
+        assert not kernels.applies(x)                    # NumPy arrays never take a kernel
+        monkeypatch.setenv(kernels.ENV_VAR, "0")
+        kernels.set_enabled(None)
+        assert not kernels.kernels_enabled()
+        with kernels.enabled(True):
+            assert kernels.kernels_enabled()
+        assert not kernels.kernels_enabled()
+        with pytest.raises(TypeError):
+            kernels.set_enabled("no")
+    finally:
+        monkeypatch.undo()                               # the environment as it was, read again
+        kernels.set_enabled(None)
     assert "T gelu_erf_forward(T x)" in cuh_text("activations.cuh")
     assert cuh_text("softmax.cuh").index("VCA_COMMON_CUH") < cuh_text("softmax.cuh").index(
         "VCA_SOFTMAX_CUH")                               # dependencies come first

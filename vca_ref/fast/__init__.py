@@ -18,8 +18,8 @@ Every twin returns what its reference returns (same values up to rounding, same 
 has a parity test (``tests/test_fast_parity.py``).  The registry is imported on the first
 dispatch, so no import cycle can form between the reference modules and their twins.
 
-One switch runs the reference alone: the environment variable ``VCA_REF_FAST=0``,
-:func:`set_enabled` (False) or ``with enabled(False): ...``.  The CUDA
+One switch runs the reference alone: the environment variable ``VCA_REF_FAST=0`` (read at import
+and by ``set_enabled(None)``), :func:`set_enabled` (False) or ``with enabled(False): ...``.  The CUDA
 kernels have a second, narrower switch of their own (``VCA_REF_KERNELS=0``,
 :func:`vca_ref.fast.kernels.set_enabled`) that leaves the CPU twins on.
 """
@@ -54,8 +54,8 @@ def is_enabled() -> bool:
 
 
 def set_enabled(flag: bool | None) -> bool | None:
-    """Turn every override on or off (``None``: follow ``VCA_REF_FAST``); returns the previous
-    setting (None when it followed the environment)."""
+    """Turn every override on or off (``None``: read ``VCA_REF_FAST`` again and follow it);
+    returns the previous setting (None when it followed the environment)."""
     return SWITCH.set(flag)
 
 
@@ -90,7 +90,7 @@ def overridable(reference: Callable) -> Callable:
 
     @functools.wraps(reference)
     def dispatch(*args, **kwargs):
-        if SWITCH.is_on():
+        if SWITCH.on:
             for accepts, twin in _twins_of(name):
                 if accepts(*args, **kwargs):
                     return twin(*args, **kwargs)

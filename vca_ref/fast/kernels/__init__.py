@@ -19,7 +19,8 @@ Layout of this package:
                 helper (tests/test_kernels_nvrtc.py proves every kernel compiles to PTX)
 
 Turn the kernels off (to compare kernel vs plain CuPy vs NumPy) with ``set_enabled(False)``,
-the context manager ``enabled(False)``, or the environment variable ``VCA_REF_KERNELS=0``; the
+the context manager ``enabled(False)``, or the environment variable ``VCA_REF_KERNELS=0`` (read at
+import and by ``set_enabled(None)``); the
 switch of the whole override layer (``VCA_REF_FAST=0``, :func:`vca_ref.fast.set_enabled`) turns
 them off together with the CPU twins.
 This module never imports CuPy (only :mod:`vca_ref.backend` does).
@@ -48,7 +49,8 @@ def kernels_enabled() -> bool:
 
 
 def set_enabled(flag: bool | None) -> bool | None:
-    """Force the kernels on/off (``None``: follow the environment); returns the previous value."""
+    """Force the kernels on/off (``None``: read the environment again and follow it); returns the
+    previous value."""
     return SWITCH.set(flag)
 
 
