@@ -373,7 +373,7 @@ def test_bad_inputs_give_clear_errors():
         d.forward(x, np.zeros(3), np.zeros(2, int))
     with pytest.raises(TypeError, match="integer"):
         d.forward(x, np.zeros(2), np.zeros(2))
-    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+    with pytest.raises(ValueError, match=r"labels y must be in \[0, 3\] \(3 is the null class\)"):
         d.forward(x, np.zeros(2), np.array([0, 4]))
     with pytest.raises(ValueError, match=r"\(B, 2, 6, 6\)"):
         d.forward(np.zeros((2, 2, 8, 8), np.float32), np.zeros(2), np.zeros(2, int))
