@@ -50,3 +50,13 @@ def stand_in_counts():
     import cupy_strict
     from vca_ref import backend
     return cupy_strict.COUNTS if isinstance(backend.cupy_module(), cupy_strict.StrictCupy) else None
+
+
+def pytest_configure(config):
+    """``VCA_REF_STAND_IN=1``: the whole session sees the stand-in as its CUDA device, so every
+    ``cuda`` case of the suite (kernel tests, parity, pipeline, ...) runs on it without a GPU."""
+    import os
+    if os.environ.get("VCA_REF_STAND_IN") == "1":
+        import cupy_strict
+        config._stand_in = cupy_strict.installed()
+        config._stand_in.__enter__()
