@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from vca_ref.backend import device_of, generator_for, get_array_module
+from vca_ref.backend import check, device_of, generator_for, get_array_module
 from vca_ref.ops.activations import silu_backward, silu_forward
 from vca_ref.ops.embedding import embedding_backward, embedding_forward
 from vca_ref.nn import init
@@ -149,9 +149,10 @@ class LabelEmbedder(Module):
         if not hasattr(y, "dtype") or np.dtype(y.dtype).kind not in "iu" or y.ndim != 1:
             raise TypeError(f"labels y must be a 1-D integer array of shape (B,), got "
                             f"{getattr(y, 'dtype', type(y).__name__)} {getattr(y, 'shape', '')}")
-        if y.size and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
-            raise ValueError(f"labels y must be in [0, {self.num_classes}] ({self.num_classes} is the null "
-                             f"class), got range [{int(y.min())}, {int(y.max())}]")
+        if y.size:                                   # on a device: read with the step's one sync
+            check((y.min() >= 0) & (y.max() <= self.num_classes), lambda: ValueError(
+                f"labels y must be in [0, {self.num_classes}] ({self.num_classes} is the null "
+                f"class), got range [{int(y.min())}, {int(y.max())}]"))
         y = get_array_module(self.params["embedding_table.weight"]).asarray(y)         # on our device
         if (train and self.dropout_prob > 0) or force_drop_ids is not None:
             y = self.token_drop(y, rng, force_drop_ids)
