@@ -51,3 +51,22 @@ def test_readme_quick_start_has_exactly_two_commands():
     commands = [line for b in blocks for line in b.splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
     assert len(commands) == 2, commands
+
+
+# Text about how the project was made, not about VCA; and a spec file outside the repository.
+OFF_TOPIC = re.compile(r"\bthe issue\b|\bissue's\b|\bissue \d|shared with other|machines here"
+                       r"|not run yet|(?-i:(?<![\w/])SPEC\.md)", re.I)
+
+
+def test_text_speaks_of_the_method_and_the_project_only():
+    root = README.parent
+    files = [README, root / "benchmarks" / "README.md",
+             *(p for p in (root / "docs").rglob("*.md")),
+             *(root / "notebooks").glob("*.ipynb"),
+             *(root / "vca_ref").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
+    hits = [f"{p.relative_to(root)}:{n}: {line.strip()[:100]}"
+            for p in files for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+            if OFF_TOPIC.search(line)]
+    assert not hits, "\n".join(hits)
+    assert OFF_TOPIC.search("as the issue's targets say") and OFF_TOPIC.search("see SPEC.md")
+    assert not OFF_TOPIC.search("the layer of docs/spec.md")
