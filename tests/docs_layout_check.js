@@ -5,7 +5,7 @@
 // current window width can see and appends the result as JSON in <pre id="vca-layout-report">,
 // which `chromium --dump-dom` prints.
 //
-// Each display equation (mjx-container[display=true]), code block (pre) and output image gets
+// Each display equation (mjx-container[display=true]), code block (pre) and image gets
 // one verdict, walking from the element out to the content column:
 //   "scrolls"    an ancestor (or itself) with overflow-x auto/scroll is wider inside than
 //                outside: the reader gets a horizontal scrollbar, and the scroller fits the column;
@@ -69,7 +69,7 @@
     column.querySelectorAll("pre").forEach(function (el) {
       if (el.id !== "vca-layout-report") items.push(describe(el, "code", column));
     });
-    column.querySelectorAll(".jp-OutputArea-output img, .jp-RenderedImage img").forEach(function (el) {
+    column.querySelectorAll("img").forEach(function (el) {       // plots and figures
       items.push(describe(el, "image", column));
     });
     report({ window: window.innerWidth, column: Math.round(column.getBoundingClientRect().width),

@@ -8,7 +8,7 @@
 3. The site is served on 127.0.0.1 and headless Chromium (1400 x 2000 window) loads every page
    kind: each notebook page, the math page, an API page, Benchmarks, Reproduction and the other
    prose pages.  After MathJax typeset the page, a script (tests/docs_layout_check.js) measures
-   every display equation, code block and output image: none may be cut off without a
+   every display equation, code block and image: none may be cut off without a
    scrollbar or run out of the content column.  The dumped DOM must show typeset math (no raw
    TeX, no MathJax error), a contents panel in plain text (no ``$``), in-page links whose
    targets exist, and on notebook pages every output and plot of the executed notebook.
@@ -191,8 +191,9 @@ def test_math_page(dom):
 
 
 @needs_chromium
-@pytest.mark.parametrize("page", ["api/ops/", "benchmarks/", "reproduction/", "",
-                                  "getting-started/", "testing/", "code-organisation/", "gpu/"])
+@pytest.mark.parametrize("page", ["api/ops/", "benchmarks/", "reproduction/", "", "spec/",
+                                  "references/", "getting-started/", "testing/",
+                                  "code-organisation/", "gpu/"])
 def test_page(dom, page):
     readable(dom(page), page or "home")
 
