@@ -223,10 +223,12 @@ _RST_ROLE = re.compile(
 
 
 def on_page_content(html_out: str, page, config, files) -> str:
-    """Notebook pages get a download link to their .ipynb (copied beside the page by
-    mkdocs-jupyter's ``include_source``).  Docstrings use Sphinx roles (``:mod:`vca_ref.ops```); Markdown leaves the role name in
-    front of the code span. Turn each into an optional cross-reference (a link when the name is
-    documented, plain code otherwise; never a warning)."""
+    """Notebook pages: the contents panel read from the page, a download link to the executed
+    .ipynb (copied beside the page by mkdocs-jupyter's ``include_source``).  Other pages: the
+    contents panel in plain text.  Docstrings use Sphinx roles (``:mod:`vca_ref.ops```);
+    Markdown leaves the role name in front of the code span. Turn each into an optional
+    cross-reference (a link when the name is documented, plain code otherwise; never a
+    warning)."""
     if page.file.src_uri.endswith(".ipynb"):
         # mkdocs-jupyter's contents panel slugs headings differently from the page (dead links
         # for headings with code) and keeps their TeX: read it back from the page instead.
