@@ -199,3 +199,6 @@ def test_host_array_meeting_a_device_model_names_both_devices(device_backend):
     host = TinyViT(ViTConfig(**VIT_TINY), seed=0)
     with pytest.raises(TypeError, match=r"images is on 'cuda' but the model is on 'cpu'"):
         host.forward(to_device(np.zeros((1, 2, 6, 6), np.float32), "cuda"))
+    layer = vit.blocks[0].attn                                 # a layer on its own, too
+    with pytest.raises(TypeError, match=r"x is on 'cpu' but the model is on 'cuda'"):
+        layer.forward(np.zeros((1, layer.config.num_tokens, layer.dim), np.float32))

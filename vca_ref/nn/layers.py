@@ -51,7 +51,8 @@ class Linear(Module):
 
     def forward(self, x):
         """x (..., Din) -> y (..., Dout)."""
-        check_array(x, "x", dtype=self.dtype, last=self.in_features, finite=False)
+        check_array(x, "x", dtype=self.dtype, last=self.in_features, finite=False,
+                    device=self.device)
         y, self.cache = linear_forward(x, self.params["weight"], self.params.get("bias"))
         self._out_shape = y.shape
         return y
@@ -180,7 +181,7 @@ class PatchEmbed(Module):
 
     def forward(self, img):
         """img (B, Cin, Hi, Wi) -> x (B, N, C)."""
-        check_array(img, "images", ndim=4, dtype=self.dtype)
+        check_array(img, "images", ndim=4, dtype=self.dtype, device=self.device)
         if tuple(img.shape[1:]) != (self.in_chans,) + self.img_size:
             raise ValueError(f"images must have shape (B, {self.in_chans}, {self.img_size[0]}, "
                              f"{self.img_size[1]}), got {tuple(img.shape)}")

@@ -44,7 +44,7 @@ class MultiHeadSelfAttention(Module):
 
     def forward(self, x):
         """x (B, N, C) -> y (B, N, C)."""
-        check_array(x, "x", ndim=3, dtype=self.dtype, last=self.dim)
+        check_array(x, "x", ndim=3, dtype=self.dtype, last=self.dim, device=self.device)
         if x.shape[1] == 0:
             raise ValueError(f"x has 0 tokens (shape {tuple(x.shape)}); attention needs at least 1 token")
         y, self.cache = mhsa_forward(x, self.params, self.num_heads)

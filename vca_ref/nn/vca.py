@@ -71,7 +71,7 @@ class VisualContrastAttention(Module):
     def forward(self, x):
         """x (B, P + H*W, C) -> y (B, P + H*W, C)."""
         cfg = self.config
-        check_array(x, "x", ndim=3, dtype=self.dtype, last=self.dim)
+        check_array(x, "x", ndim=3, dtype=self.dtype, last=self.dim, device=self.device)
         if x.shape[1] != cfg.num_tokens:
             raise ValueError(
                 f"x has {x.shape[1]} tokens but the layer expects P + H*W = {cfg.num_prefix_tokens} + "
