@@ -118,6 +118,8 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
     macs_v = batch * vca_macs(N)
     out["vca"] = {"reference_s": t["vca_reference"], "numpy_s": t["vca_numpy"], "torch_s": t.get("vca_torch"),
                   "reference_over_fast": ratio("vca_reference", "vca_numpy"),
+                  "reference_cpu_s": cpu["vca_reference"],
+                  "reference_over_fast_cpu": ratio("vca_reference", "vca_numpy", cpu),
                   "numpy_over_torch": ratio("vca_numpy", "vca_torch"),
                   "numpy_cpu_s": cpu["vca_numpy"], "torch_cpu_s": cpu.get("vca_torch"),
                   "numpy_over_torch_cpu": ratio("vca_numpy", "vca_torch", cpu),
@@ -130,6 +132,8 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
         out["mhsa"] = {"reference_s": t["mhsa_reference"], "numpy_s": t["mhsa_numpy"],
                        "torch_s": t.get("mhsa_torch"),
                        "reference_over_fast": ratio("mhsa_reference", "mhsa_numpy"),
+                       "reference_cpu_s": cpu["mhsa_reference"],
+                       "reference_over_fast_cpu": ratio("mhsa_reference", "mhsa_numpy", cpu),
                        "numpy_over_torch": ratio("mhsa_numpy", "mhsa_torch"),
                        "numpy_cpu_s": cpu["mhsa_numpy"], "torch_cpu_s": cpu.get("mhsa_torch"),
                        "numpy_over_torch_cpu": ratio("mhsa_numpy", "mhsa_torch", cpu),
@@ -157,7 +161,8 @@ def _figures(points: list[dict]) -> dict:
             fg[f"vca_numpy_over_torch_N{N}"] = {"value": v["numpy_over_torch"],
                                                 "cpu_time_value": v["numpy_over_torch_cpu"]}
         if v.get("reference_over_fast") is not None:
-            fg[f"vca_reference_over_fast_N{N}"] = {"value": v["reference_over_fast"]}
+            fg[f"vca_reference_over_fast_N{N}"] = {"value": v["reference_over_fast"],
+                                                   "cpu_time_value": v["reference_over_fast_cpu"]}
     p = by_n.get(4096)
     if p and p["mhsa_over_vca_time"] is not None:
         fg["mhsa_vca_time_ratio_over_ops_ratio_N4096"] = {
@@ -178,7 +183,7 @@ def _print_row(p: dict) -> None:
     ms = lambda s: "-" if s is None else f"{s * 1e3:8.1f}"                       # noqa: E731
     rt = lambda r: "-" if r is None else f"{r:5.2f}"                              # noqa: E731
     line = (f"N={p['N']:6d} B={p['batch']:2d} | VCA ref {ms(v['reference_s'])} ms  fast {ms(v['numpy_s'])} ms"
-            f"  torch {ms(v['torch_s'])} ms  ref/fast {rt(v['reference_over_fast'])}  np/torch {rt(v['numpy_over_torch'])} (cpu {rt(v['numpy_over_torch_cpu'])})  peak np {fmt_bytes(v['numpy_peak_bytes'])}"
+            f"  torch {ms(v['torch_s'])} ms  ref/fast {rt(v['reference_over_fast'])} (cpu {rt(v['reference_over_fast_cpu'])})  np/torch {rt(v['numpy_over_torch'])} (cpu {rt(v['numpy_over_torch_cpu'])})  peak np {fmt_bytes(v['numpy_peak_bytes'])}"
             f" torch {fmt_bytes(v['torch_peak_bytes'])}  {v['macs_fwd'] / 1e9:.2f} GMAC"
             f"  {v['numpy_gflops']:.0f} GFLOP/s = {v['numpy_frac_of_matmul']:.0%} of matmul"
             f" ({p['matmul_numpy_gflops']:.0f})")
@@ -186,7 +191,7 @@ def _print_row(p: dict) -> None:
         line += f" | MHSA skipped: {m['skipped']}"
     else:
         line += (f" | MHSA ref {ms(m['reference_s'])} ms  fast {ms(m['numpy_s'])} ms  torch {ms(m['torch_s'])} ms"
-                 f"  ref/fast {rt(m['reference_over_fast'])}  np/torch"
+                 f"  ref/fast {rt(m['reference_over_fast'])} (cpu {rt(m['reference_over_fast_cpu'])})  np/torch"
                  f" {rt(m['numpy_over_torch'])} (cpu {rt(m['numpy_over_torch_cpu'])})  peak np {fmt_bytes(m['numpy_peak_bytes'])}"
                  f" torch {fmt_bytes(m['torch_peak_bytes'])}"
                  f" | MHSA/VCA time {p['mhsa_over_vca_time']:.2f} vs ops {p['mhsa_over_vca_ops']:.2f}")
