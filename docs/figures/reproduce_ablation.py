@@ -64,10 +64,10 @@ def block(name: str, args: list[str], results: dict, image: str) -> str:
     return "\n".join([
         results["table"], "",
         f"![{name}: mean ± std over seeds and paired differences](images/{image})", "",
-        f"<small>Measured with `vca-ref {' '.join(args)}` on {p['date']} ({p['machine']}; Python "
+        f"*Measured {p['date']} with `vca-ref {' '.join(args)}` ({p['machine']}; Python "
         f"{p['python']}, NumPy {p['numpy']}, vca_ref {p['vca_ref']}); seeds "
-        f"{', '.join(map(str, results['seeds']))}; training steps of all cells "
-        f"{p['train_seconds_all_cells'] / 60:.1f} min of wall time.</small>"])
+        f"{', '.join(map(str, results['seeds']))}. Regenerate with "
+        f"`python docs/figures/reproduce_ablation.py`.*"])
 
 
 def replace_block(text: str, name: str, body: str) -> str:

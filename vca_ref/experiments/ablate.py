@@ -39,7 +39,6 @@ DESCRIPTIONS = {
     "stage2-only": "Stage II only differential", "no-pooling": "embeddings without pooling",
     "tied-embeddings": "tied E⁺ = E⁻", "no-dwconv": "no depthwise conv",
     "separate-softmax": "separate Stage-II softmaxes", "mhsa": "MHSA baseline",
-    "vca": "VCA",
 }
 
 

@@ -84,8 +84,8 @@ def load_results(out_dir: str) -> dict:
 
 def compare_seeds(task, cfg, seeds, out_dir: str, progress: bool = True) -> dict:
     """VCA and MHSA trained with every seed; rows as in ``vca-ref ablate`` (reference: MHSA)."""
-    from vca_ref.experiments.ablate import DESCRIPTIONS, plot_ablation
+    from vca_ref.experiments.ablate import plot_ablation
     from vca_ref.experiments.grid import run_grid
     labelled = {att: {"attention": att} for att in ATTENTIONS}
     return run_grid(task, cfg, labelled, seeds, out_dir, "mhsa", "attention", plot_ablation,
-                    progress, DESCRIPTIONS)
+                    progress, {"vca": "Visual-Contrast Attention", "mhsa": "the baseline"})
