@@ -199,3 +199,19 @@ def test_dit_ablation_scores_every_cell_with_one_shared_judge(tmp_path):
     judges = {read(out / lab / "seed0" / "evaluation.json")["metric"] for lab in ("full", "mhsa")}
     assert (out / "classifier" / "summary.json").exists() and len(judges) == 1
     assert "Fréchet distance on TinyViT features (not ImageNet FID) ↓" in res["table"]
+
+
+def test_reproduction_page_carries_the_measured_blocks_and_figures():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "docs" / "figures"))
+    import reproduce_ablation as rep
+    text = (root / "docs" / "reproduction.md").read_text(encoding="utf-8")
+    for name in ("ablation", "ablation-paper", "sweep"):
+        block = text.split(f"<!-- figures:{name} -->\n")[1].split(f"<!-- /figures:{name} -->")[0]
+        assert block.startswith("| "), name                       # a table, filled in
+        for line in block.splitlines():
+            if line.startswith("!["):
+                assert (root / "docs" / line.split("](")[1].rstrip(")")).is_file(), line
+    assert rep.replace_block("a\n<!-- figures:x -->\nold\n<!-- /figures:x -->\n", "x", "new") == \
+        "a\n<!-- figures:x -->\nnew\n<!-- /figures:x -->\n"

@@ -187,7 +187,7 @@ def cmd_compare(args) -> int:
 # the timed default grid (docs/reproduction.md): TinyViT on the 8x8 digits, no shift augmentation
 ABLATE_VIT_DEFAULTS = {"dataset": "digits", "model": "tiny-digits", "epochs": 12, "augment_shift": 0}
 ABLATE_SEEDS = "0,1,2,3,4"
-ABLATE_MINUTES = "about 25 minutes"     # measured, see _ABLATE_EPILOG
+ABLATE_MINUTES = "about 6 minutes"      # measured: 5.4 min of CPU time (docs/reproduction.md)
 _ABLATE_EPILOG = f"""\
 variants: full (VCA as specified), stage1-only, stage2-only (the other stage plain softmax
 attention), no-pooling (contrast tokens from E± alone), tied-embeddings (E⁺ = E⁻), no-dwconv,
@@ -196,8 +196,9 @@ separate-softmax (two Stage-II softmaxes), mhsa (the baseline).
 The default grid: 8 variants x seeds {ABLATE_SEEDS} of TinyViT tiny-digits on the 8x8 digits,
 {ABLATE_VIT_DEFAULTS['epochs']} epochs, no shift augmentation (these replace the train-vit defaults of
 --dataset, --model, --epochs and --augment-shift unless given; `sweep` uses them too).  It takes
-{ABLATE_MINUTES} on 2 CPU cores.  --task dit trains TinyDiTs with the train-dit defaults and
-judges them with one TinyViT (OUT/classifier); it is not timed.
+{ABLATE_MINUTES} on 2 idle CPU cores (5.4 minutes of CPU time measured, one
+process).  --task dit trains TinyDiTs with the train-dit defaults and judges them with one
+TinyViT (OUT/classifier); it is not timed.
 
 Every cell is a run folder OUT/VARIANT/seedS; rerunning the same command reads finished cells
 back and resumes a stopped one, so a killed grid continues where it stopped."""
