@@ -8,8 +8,8 @@ float32, no prefix token, square token grids 16x16 .. 128x128 (N = 256 .. 16,384
   ``mhsa_forward`` + ``mhsa_backward``) on CuPy arrays, CUDA kernels on (the default);
 * **CuPy, no kernels**: the same with ``kernels.enabled(False)``: the plain CuPy reference lines,
   which shows what the hand-written kernels buy;
-* **PyTorch**: the PyTorch twin of :mod:`vca_ref.pytorch.attention` (autograd, eager, explicit ``q k^T``
-  attention, no fused SDPA) on CUDA, loaded with the same weights, fed the same input and
+* **PyTorch**: the layer of :mod:`vca_ref.pytorch.attention` (autograd, eager, every softmax
+  attention one ``F.scaled_dot_product_attention`` call) on CUDA, loaded with the same weights, fed the same input and
   upstream gradient.  Before timing, its output and input gradient are compared with CuPy's.
 
 Timing: CUDA events recorded around one call on each framework's current stream, the device
@@ -246,7 +246,6 @@ def bench_layer(kind: str, grid: int, batch: int, target: Target, *, rounds: int
     else:
         layer = MultiHeadSelfAttention(C, HEADS, seed=seed)
         macs = batch * mhsa_macs(N)
-    host_params = dict(layer.params)                                          # NumPy, for torch
     layer.to(device=target.device)
     p = layer.params
     if kind == "vca":
@@ -262,9 +261,8 @@ def bench_layer(kind: str, grid: int, batch: int, target: Target, *, rounds: int
                   "cupy_nokernels": (_xp_step(forward, backward, x, dy, False), target.clock)}
     out = {"macs_fwd": macs}
     if target.with_torch:
-        from vca_ref.pytorch.attention import TorchMHSA, TorchVCA
-        tmod = (TorchVCA(layer.config, host_params) if kind == "vca"
-                else TorchMHSA(HEADS, host_params)).to(target.torch_device)
+        from vca_ref.pytorch import from_numpy
+        tmod = from_numpy(layer).to(target.torch_device)
         xt = torch.from_numpy(x_host).to(target.torch_device).requires_grad_(True)
         dyt = torch.from_numpy(dy_host).to(target.torch_device)
         # the same function on both sides: output and input gradient, before any timing
@@ -406,7 +404,7 @@ CONVENTIONS = {
             "(device synchronised before, end event waited on); CPU stand-in: wall clock",
     "layer": "the op pair (forward + backward) on float32 (B, N, C) input and upstream gradient; "
              "cupy: CUDA kernels on, cupy_nokernels: plain CuPy reference lines, torch: "
-             "vca_ref.pytorch.attention twin (eager autograd, explicit attention, no SDPA)",
+             "vca_ref.pytorch.attention layer (eager autograd, scaled_dot_product_attention)",
     "macs": "forward multiply-accumulates for the whole batch: MHSA B(4NC^2+2N^2C), "
             "VCA B(4NC^2+7nNC) (docs/spec.md; pooling, conv, elementwise not counted)",
     "tflops": "2 FLOP per MAC, forward+backward = 3 x forward MACs, divided by the median time",

@@ -87,16 +87,16 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
     fns = {"vca_numpy": _numpy_step(vca, x, dy), "vca_reference": _numpy_step(vca, x, dy, False)}
     tv = tm = None
     if with_torch and torch is not None:
-        from vca_ref.pytorch.attention import TorchMHSA, TorchVCA
+        from vca_ref.pytorch import from_numpy
         xt = torch.from_numpy(x).requires_grad_(True)
         dyt = torch.from_numpy(dy)
-        tv = TorchVCA(vca.config, vca.params)
+        tv = from_numpy(vca)
         fns["vca_torch"] = torch_step(tv, xt, dyt)
     if run_mhsa:
         fns["mhsa_numpy"] = _numpy_step(mhsa, x, dy)
         fns["mhsa_reference"] = _numpy_step(mhsa, x, dy, False)
         if tv is not None:
-            tm = TorchMHSA(HEADS, mhsa.params)
+            tm = from_numpy(mhsa)
             fns["mhsa_torch"] = torch_step(tm, xt, dyt)
     fns.update(common.matmul_probes(matmul_n))
     t, cpu = common.interleaved_medians(fns, rounds, settle=settle)

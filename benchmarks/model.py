@@ -10,7 +10,8 @@ A training step is forward + loss + backward + AdamW update on a fixed batch:
   loss without the sampling of t and noise, which is the same cheap NumPy/torch code on both
   sides), labels without dropout, same AdamW.
 
-The PyTorch side (:mod:`.torch_models`) is built from the NumPy model and holds the same
+The PyTorch side (:func:`vca_ref.pytorch.from_numpy`: timm's ``VisionTransformer`` with the VCA
+layer of :mod:`vca_ref.pytorch`, or its DiT) is built from the NumPy model and holds the same
 parameter values; the first forward of both is compared before timing (``max_abs_diff``).
 Reported: median seconds per step over interleaved rounds (see :mod:`.common`), images/s, and the
 ratios NumPy images/s / PyTorch images/s and reference / fast step time.
@@ -110,9 +111,15 @@ def bench_case(name, kind, size, overrides, batch_size, rounds, with_torch=True,
            "batch": batch_size, "rounds": rounds, "num_parameters": model.num_parameters(),
            "tokens": model.config.num_tokens, "macs_fwd_per_image": int(model.macs())}
     fns = {}
+    tmodel = None
     if with_torch and torch is not None:
-        from vca_ref.pytorch.twins import torch_twin
-        tmodel = torch_twin(model)
+        from vca_ref.pytorch import from_numpy
+        try:
+            tmodel = from_numpy(model)
+        except ImportError as e:           # timm (the ViT) without a matching torchvision
+            out["torch_skipped"] = str(e)
+            print(f"{name}: no PyTorch column: {e}")
+    if tmodel is not None:
         args = (batch["x"],) if kind == "vit" else (batch["x"], batch["t"], batch["y"])
         ref = model.forward(*args)
         with torch.no_grad():

@@ -58,6 +58,8 @@ def test_cli_entry_quick(tmp_path, capsys):
 
 def test_model_bench_quick_writes_json(tmp_path):
     from benchmarks.model import run_model_bench
+    from pytorch_env import stand_in_torchvision
+    stand_in_torchvision()                          # timm's ViT where torchvision does not match torch
     run_model_bench(str(tmp_path), quick=True, verbose=False)
     data = json.loads((tmp_path / "model_bench.json").read_text())
     assert data["benchmark"] == "model" and len(data["cases"]) == 2

@@ -23,11 +23,12 @@ RANKS = {
     "nn": 3, "diffusion": 3, "fast.twins": 3,           # modules, samplers, the registered twins
     "models": 4, "gradcheck": 4,
     "vca_ref": 5,          # the package face (vca_ref/__init__.py): the top of the core
-    "experiments": 6, "pytorch": 6,                     # experiment drivers, PyTorch twins
-    "cli_errors": 7,       # the one-line error messages of the command
-    "cli": 8,
-    "__main__": 9,
-    "benchmarks": 10,      # outside the package
+    "experiments": 6,      # experiment drivers
+    "pytorch": 7,          # the PyTorch subpackage (reads the run folders of the drivers)
+    "cli_errors": 8,       # the one-line error messages of the command
+    "cli": 9,
+    "__main__": 10,
+    "benchmarks": 11,      # outside the package
 }
 # The one import that runs upwards: the switch loads the registry of twins on its first
 # dispatch, inside a function, so that importing the reference never imports its twins.
