@@ -215,3 +215,19 @@ def test_reproduction_page_carries_the_measured_blocks_and_figures():
                 assert (root / "docs" / line.split("](")[1].rstrip(")")).is_file(), line
     assert rep.replace_block("a\n<!-- figures:x -->\nold\n<!-- /figures:x -->\n", "x", "new") == \
         "a\n<!-- figures:x -->\nnew\n<!-- /figures:x -->\n"
+
+
+def test_one_progress_bar_counts_the_epochs_of_the_whole_grid(tmp_path, capsys):
+    out = tmp_path / "bar"
+    assert main(["ablate", *MODEL, "--epochs", "2", "--variants", "full,mhsa", "--seeds", "0",
+                 "--out-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 cells to train" in err and "4/4" in err and "2 cells trained, 0 read back" in err
+    # a folder written before a config field existed still counts as the same settings
+    cfg_path = out / "full" / "seed0" / "config.json"
+    saved = read(cfg_path)
+    del saved["image_size"]
+    cfg_path.write_text(json.dumps(saved))
+    assert main(["ablate", *MODEL, "--epochs", "2", "--variants", "full,mhsa", "--seeds", "0",
+                 "--out-dir", str(out)]) == 0
+    assert "0 of 2 cells to train" in capsys.readouterr().err

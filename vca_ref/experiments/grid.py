@@ -92,13 +92,16 @@ def plan_cells(task, base_cfg, labelled_fields: dict, seeds: list[int], out_dir:
 
 
 def check_cell_folder(cfg) -> None:
-    """Refuse a cell folder whose config.json differs from ``cfg`` (other than ``progress``)."""
+    """Refuse a cell folder whose config.json differs from ``cfg`` (other than ``progress``).
+
+    A field the folder's config.json lacks (added to the config since) counts as its default."""
     path = os.path.join(cfg.out_dir, CONFIG)
     if not os.path.exists(path):
         return
     saved, mine = read_json(path), json.loads(json.dumps(dataclasses.asdict(cfg)))
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}   # fields newer than the folder
     differs = sorted(k for k in set(saved) | set(mine)
-                     if k not in IGNORED_FIELDS and saved.get(k) != mine.get(k))
+                     if k not in IGNORED_FIELDS and saved.get(k, defaults.get(k)) != mine.get(k))
     if differs:
         raise ValueError(f"{cfg.out_dir} holds a run made with other settings (fields {differs}); "
                          "rerun with the options it was made with, or choose another --out-dir")
