@@ -71,6 +71,7 @@ _FIELD_HELP = {
     "clip_grad": "max global gradient norm (0 turns clipping off)",
     "label_smoothing": "cross-entropy label smoothing",
     "augment_shift": "random translation of training images by up to this many pixels", "test_fraction": "held-out fraction per class",
+    "image_size": "resize the images to this many pixels a side by area resampling (0: as shipped)",
     "seed": "seed of the initialisation, split, batches and noise", "device": "'cpu' or 'cuda'",
     "dtype": "'float32' or 'float64'", "out_dir": "run folder", "progress": "show a progress bar",
     "objective": "'ddpm' (epsilon prediction) or 'flow' (SiT velocity)",
