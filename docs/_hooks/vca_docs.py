@@ -1,7 +1,7 @@
 """MkDocs hooks for the vca_ref site (loaded by ``hooks:`` in mkdocs.yml).
 
-Five jobs, none of them touching the network (helpers in the sibling modules
-notebook_cache.py, plain_text.py and results_tables.py):
+Four jobs, none of them touching the network (helpers in the sibling modules
+notebook_cache.py and plain_text.py):
 
 1. **Notebooks, single source, executed.**  ``notebooks/*.ipynb`` stay where they are, stored
    without outputs.  ``on_files`` executes each one (or takes its executed copy from the cache
@@ -24,11 +24,6 @@ notebook_cache.py, plain_text.py and results_tables.py):
    ``::: module`` entry for every public module of ``vca_ref`` that no API page lists yet, so a
    newly added module is documented even before someone files it under the right page.
    Sphinx roles in docstrings (``:mod:`x```) become optional cross-references.
-5. **Generated tables.**  ``on_page_markdown`` replaces the markers
-   ``<!-- vca:benchmarks -->`` and ``<!-- vca:toy-results -->`` with tables
-   rendered from JSON files written by ``benchmarks/`` and ``vca-ref compare``
-   (git-ignored outputs).  Absent files give a short "not run yet" note, so the
-   strict build passes on a fresh clone.
 
 Environment variables (all optional):
 
@@ -37,8 +32,6 @@ Environment variables (all optional):
     VCA_DOCS_EXECUTE        0: render the notebooks as stored, without executing them
     VCA_DOCS_NB_CACHE       where executed notebooks are cached (default .cache/notebooks/)
     VCA_DOCS_NB_JOBS        notebooks executed at the same time (default 2)
-    VCA_DOCS_BENCH_RESULTS  directory of benchmark JSON/PNG (default benchmarks/results/)
-    VCA_DOCS_TOY_RESULTS    directory of toy-scale result JSON/PNG (default runs/compare/, where `vca-ref compare` writes)
 """
 from __future__ import annotations
 
@@ -54,7 +47,6 @@ from mkdocs.structure.toc import get_toc
 
 import notebook_cache                                 # docs/_hooks/ is on sys.path while loading
 from plain_text import headings_toc, math_to_text, plain_search_index, plain_toc_titles
-from results_tables import images, results_markdown
 
 log = logging.getLogger("mkdocs.hooks.vca_docs")
 
@@ -90,10 +82,6 @@ def mathjax_dir() -> Path | None:
         if (c / "tex-chtml.js").is_file():
             return c
     return None
-
-
-def results_dir(var: str, default: str) -> Path:
-    return Path(os.environ.get(var, ROOT / default))
 
 
 # ------------------------------------------------------------------ 1. nav
@@ -155,11 +143,6 @@ def _add_files(files: Files, config) -> Files:
             continue
         files.append(File.generated(config, f"{MATHJAX_DEST}/{rel}", abs_src_path=str(path)))
 
-    for var, default, dest in (("VCA_DOCS_BENCH_RESULTS", "benchmarks/results", "benchmarks"),
-                               ("VCA_DOCS_TOY_RESULTS", "runs/compare", "reproduction")):
-        for img in images(results_dir(var, default)):
-            files.append(File.generated(config, f"{dest}/results/{img.name}",
-                                        abs_src_path=str(img)))
     return files
 
 
@@ -181,10 +164,8 @@ on_files = CombinedEvent(_add_files, _fix_notebook_files)
 
 
 def on_serve(server, config, builder):
-    """`mkdocs serve` also reloads when the notebooks, the package or results change."""
-    for p in (notebooks_dir(), ROOT / "vca_ref",
-              results_dir("VCA_DOCS_BENCH_RESULTS", "benchmarks/results"),
-              results_dir("VCA_DOCS_TOY_RESULTS", "runs/compare")):
+    """`mkdocs serve` also reloads when the notebooks or the package change."""
+    for p in (notebooks_dir(), ROOT / "vca_ref"):
         if p.is_dir():
             server.watch(str(p))
     return server
@@ -248,7 +229,7 @@ def on_page_content(html_out: str, page, config, files) -> str:
     return html_out
 
 
-# ------------------------------------------------------------------ 5. generated content
+# ------------------------------------------------------------------ generated content
 def notebook_title(nb: Path) -> str:
     """The first markdown heading of a notebook, else its file name."""
     try:
@@ -312,14 +293,4 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = markdown.replace("<!-- vca:api-undocumented -->", _undocumented_markdown())
     if "<!-- vca:notebooks -->" in markdown:
         markdown = markdown.replace("<!-- vca:notebooks -->", _notebook_list())
-    if "<!-- vca:benchmarks -->" in markdown:
-        markdown = markdown.replace("<!-- vca:benchmarks -->", results_markdown(
-            results_dir("VCA_DOCS_BENCH_RESULTS", "benchmarks/results"), "benchmarks/results",
-            "No benchmark results in `benchmarks/results/` yet: run the scripts in "
-            "`benchmarks/` (see above), then rebuild the site."))
-    if "<!-- vca:toy-results -->" in markdown:
-        markdown = markdown.replace("<!-- vca:toy-results -->", results_markdown(
-            results_dir("VCA_DOCS_TOY_RESULTS", "runs/compare"), "reproduction/results",
-            "No toy-scale results in `runs/compare/` yet: run `vca-ref compare` (see "
-            "[Getting started](getting-started.md)), then rebuild the site."))
     return markdown
