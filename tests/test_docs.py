@@ -163,7 +163,8 @@ def test_search_index_is_plain_text(site):
 @needs_chromium
 @pytest.mark.parametrize("nb", NOTEBOOKS)
 def test_notebook_page(site, dom, nb):
-    """Executed: every output and plot of the executed notebook is on the page; readable."""
+    """Executed: every output and plot of the executed notebook is on the page, the exercise
+    solutions start folded, and the page is readable."""
     page = f"tutorials/{nb}/"
     page_dom = dom(page)
     assert "jp-Notebook" in page_dom, f"{page}: not rendered by mkdocs-jupyter"
@@ -178,6 +179,11 @@ def test_notebook_page(site, dom, nb):
     shown = len(re.findall(r'<div class="[^"]*\bjp-OutputArea-output\b[^"]*"[^>]*>\s*<img',
                            page_dom))
     assert shown == images, f"{page}: {shown} plots on the page, {images} in the notebook"
+    solutions = sum("solution" in c["metadata"].get("tags", []) for c in executed["cells"])
+    folded = [i for i in (m.start() for m in re.finditer(r'class="jp-Cell[^"]*\bcelltag_solution\b',
+                                                        page_dom))
+              if page_dom.count("<details", 0, i) > page_dom.count("</details>", 0, i)]
+    assert len(folded) == solutions, f"{page}: {solutions} solution cells, {len(folded)} folded"
     markdown = "".join("".join(c["source"]) for c in executed["cells"]
                        if c["cell_type"] == "markdown")
     readable(page_dom, page, min_math=1 if "$" in markdown else 0)
