@@ -8,6 +8,7 @@
   "use strict";
   function fold() {
     document.querySelectorAll(".jp-Cell.celltag_solution").forEach(function (cell) {
+      if (cell.parentElement.closest(".celltag_solution")) return;   // the template nests two
       var prev = cell.previousElementSibling;
       if (prev && prev.matches("details.vca-solution")) {   // the same solution, continued
         prev.appendChild(cell);
