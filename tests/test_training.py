@@ -55,6 +55,25 @@ def test_resume_refuses_a_different_configuration(tmp_path):
         train_vit(ViTTrainConfig(epochs=2, lr=1e-2, out_dir=str(tmp_path), **TINY), resume=True)
 
 
+def test_resume_of_a_run_that_predates_a_config_field(tmp_path):
+    """A run saved before a field existed resumes when the field is at its default."""
+    from vca_ref.io import safetensors_format
+    from vca_ref.experiments.runner import CONFIG
+    train_vit(ViTTrainConfig(epochs=2, out_dir=str(tmp_path), **TINY), stop_after=1)
+    path = str(tmp_path / CHECKPOINT)
+    tensors, meta = safetensors_format.load_file_with_metadata(path)
+    old = json.loads(meta["config"])
+    assert old.pop("image_size") == 0
+    meta["config"] = json.dumps(old)
+    safetensors_format.save_file(tensors, path, metadata=meta)
+    with open(tmp_path / CONFIG, "w") as f:
+        json.dump(old, f)
+    resumed = train_vit(ViTTrainConfig(epochs=2, out_dir=str(tmp_path), **TINY), resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    with pytest.raises(ValueError, match=r"different settings \(image_size: 0 in the run, 16 now\)"):
+        train_vit(ViTTrainConfig(epochs=2, image_size=16, out_dir=str(tmp_path), **TINY), resume=True)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train_vit(ViTTrainConfig(epochs=1, out_dir=str(tmp_path), **TINY), resume=True)

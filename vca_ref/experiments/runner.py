@@ -27,6 +27,8 @@ run reproduces the uninterrupted one bit for bit.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -177,9 +179,13 @@ class Run:
     def _check_same_config(self, saved, where: str) -> None:
         mine = asdict(self.config)
         saved = saved if isinstance(saved, dict) else {}
-        differs = [k for k in mine if k not in RESUMABLE_FIELDS and saved.get(k) != mine[k]]
+        # a field the run predates counts at its default (the value the run really used)
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config)
+                    if f.default is not dataclasses.MISSING}
+        differs = [k for k in mine if k not in RESUMABLE_FIELDS and saved.get(k, defaults.get(k)) != mine[k]]
         if differs:
-            changes = "; ".join(f"{k}: {saved.get(k)!r} in the run, {mine[k]!r} now" for k in differs)
+            changes = "; ".join(f"{k}: {saved.get(k, defaults.get(k))!r} in the run, {mine[k]!r} now"
+                                for k in differs)
             raise ValueError(f"--resume: {self.dir} was made with different settings ({changes}); "
                              f"resume with the run's settings (see {where}), or start again with "
                              "--overwrite")
