@@ -73,3 +73,10 @@ def test_pages_carry_every_block_and_image():
         assert images, f"the {part} block of docs/{page} has no figure"
         for img in images:
             assert (ROOT / "docs" / img).is_file(), img
+
+
+def test_cpu_time_is_used_when_every_column_has_it(figures):
+    point = {"vca": {"numpy_s": 2.0, "numpy_cpu_s": 1.0, "torch_s": 2.0, "torch_cpu_s": 1.0}}
+    assert figures.time_key({"points": [point]}) == "_cpu_s"
+    del point["vca"]["torch_cpu_s"]
+    assert figures.time_key({"points": [point]}) == "_s"
