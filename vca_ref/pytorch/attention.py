@@ -76,17 +76,9 @@ class DifferentialStage(nn.Module):
 class VisualContrastAttention(nn.Module):
     """Visual-Contrast Attention (docs/spec.md) with autograd; the options of the NumPy layer.
 
-    Args:
-        dim: channels C.   num_heads: h (must divide C).
-        grid_size: (H, W) patch grid (an int means square).
-        pool_size: (h', w') contrast grid, at most the patch grid.
-        num_prefix_tokens: P, tokens before the patch grid (1 for a class token).
-        layer_index: 0-based block index, sets lambda_init = 0.8 - 0.6 exp(-0.3 l).
-        stage2_softmax, tied_embeddings, pool_queries, use_dwconv, differential:
-            the ablation options, see :class:`vca_ref.ops.vca_config.VCAConfig`.
-        lambda_init_scale: s in lambda_init = s (0.8 - 0.6 exp(-0.3 l)) (default 1, the paper).
-        embed_init_scale: standard deviation of the E+- initialisation (default 1: N(0, 1)).
-        device, dtype: as for any ``torch.nn`` module.
+    Args: those of :class:`vca_ref.nn.VisualContrastAttention` (the sizes, ``num_prefix_tokens``,
+    ``layer_index``, the ablation options, ``lambda_init_scale``, ``embed_init_scale``), with
+    ``device`` and ``dtype`` as for any ``torch.nn`` module in place of ``seed`` and ``dtype``.
 
     Parameters (exactly those of the NumPy layer with the same options): ``qkv``, ``proj``,
     ``e_pos`` (1, n, C), ``e_neg`` (1, n, C), ``stage{1,2}.lambda_{q,k}{1,2}`` (d,),
