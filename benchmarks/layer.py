@@ -115,32 +115,26 @@ def bench_point(grid: int, batch: int, rounds: int, *, mhsa_max_gib: float, matm
            "matmul_numpy_gflops": mm_gflops,
            "matmul_torch_gflops": (2 * matmul_n ** 3 / t["matmul_torch"] / 1e9
                                    if "matmul_torch" in t else None)}
+    def figures(name: str, macs: float) -> dict:
+        """The record of one layer ('vca' or 'mhsa'): times, ratios, peak memory, GFLOP/s."""
+        ref, fast, pt = f"{name}_reference", f"{name}_numpy", f"{name}_torch"
+        return {"reference_s": t[ref], "numpy_s": t[fast], "torch_s": t.get(pt),
+                "reference_over_fast": ratio(ref, fast),
+                "reference_cpu_s": cpu[ref],
+                "reference_over_fast_cpu": ratio(ref, fast, cpu),
+                "numpy_over_torch": ratio(fast, pt),
+                "numpy_cpu_s": cpu[fast], "torch_cpu_s": cpu.get(pt),
+                "numpy_over_torch_cpu": ratio(fast, pt, cpu),
+                "numpy_peak_bytes": peak[fast], "torch_peak_bytes": peak.get(pt),
+                "macs_fwd": macs, "numpy_gflops": _gflops(macs, t[fast]),
+                "torch_gflops": _gflops(macs, t[pt]) if pt in t else None,
+                "numpy_frac_of_matmul": _gflops(macs, t[fast]) / mm_gflops}
+
     macs_v = batch * vca_macs(N)
-    out["vca"] = {"reference_s": t["vca_reference"], "numpy_s": t["vca_numpy"], "torch_s": t.get("vca_torch"),
-                  "reference_over_fast": ratio("vca_reference", "vca_numpy"),
-                  "reference_cpu_s": cpu["vca_reference"],
-                  "reference_over_fast_cpu": ratio("vca_reference", "vca_numpy", cpu),
-                  "numpy_over_torch": ratio("vca_numpy", "vca_torch"),
-                  "numpy_cpu_s": cpu["vca_numpy"], "torch_cpu_s": cpu.get("vca_torch"),
-                  "numpy_over_torch_cpu": ratio("vca_numpy", "vca_torch", cpu),
-                  "numpy_peak_bytes": peak["vca_numpy"], "torch_peak_bytes": peak.get("vca_torch"),
-                  "macs_fwd": macs_v, "numpy_gflops": _gflops(macs_v, t["vca_numpy"]),
-                  "torch_gflops": _gflops(macs_v, t["vca_torch"]) if "vca_torch" in t else None,
-                  "numpy_frac_of_matmul": _gflops(macs_v, t["vca_numpy"]) / mm_gflops}
+    out["vca"] = figures("vca", macs_v)
     macs_m = batch * mhsa_macs(N)
     if run_mhsa:
-        out["mhsa"] = {"reference_s": t["mhsa_reference"], "numpy_s": t["mhsa_numpy"],
-                       "torch_s": t.get("mhsa_torch"),
-                       "reference_over_fast": ratio("mhsa_reference", "mhsa_numpy"),
-                       "reference_cpu_s": cpu["mhsa_reference"],
-                       "reference_over_fast_cpu": ratio("mhsa_reference", "mhsa_numpy", cpu),
-                       "numpy_over_torch": ratio("mhsa_numpy", "mhsa_torch"),
-                       "numpy_cpu_s": cpu["mhsa_numpy"], "torch_cpu_s": cpu.get("mhsa_torch"),
-                       "numpy_over_torch_cpu": ratio("mhsa_numpy", "mhsa_torch", cpu),
-                       "numpy_peak_bytes": peak["mhsa_numpy"], "torch_peak_bytes": peak.get("mhsa_torch"),
-                       "macs_fwd": macs_m, "numpy_gflops": _gflops(macs_m, t["mhsa_numpy"]),
-                       "torch_gflops": _gflops(macs_m, t["mhsa_torch"]) if "mhsa_torch" in t else None,
-                       "numpy_frac_of_matmul": _gflops(macs_m, t["mhsa_numpy"]) / mm_gflops}
+        out["mhsa"] = figures("mhsa", macs_m)
         out["mhsa_over_vca_time"] = t["mhsa_numpy"] / t["vca_numpy"]
         out["mhsa_over_vca_cpu"] = cpu["mhsa_numpy"] / cpu["vca_numpy"]
     else:
