@@ -120,3 +120,15 @@ def test_oversize_block_and_grid_are_refused(xp):
         raw((2,), (48,), args)
     raw((2,), (32,), args)                                     # within the limits: runs
     np.testing.assert_array_equal(backend.to_numpy(dx), np.full((2, 4), -3.0))  # 1 * (1 - 4)
+
+
+def test_unread_device_checks_leave_with_the_stand_in():
+    """A device check queued on the stand-in and never read must not reach the next backend
+    (it would make a later CPU run call into real CuPy)."""
+    import cupy_strict
+    with cupy_strict.installed():
+        flag = backend.all_finite(dev(np.ones(3)))
+        backend.check(~flag, lambda: ValueError("planted"))       # fails when read
+        assert len(backend._pending) == 1
+    assert backend._pending == []
+    assert backend.read_scalars(np.float64(2.0)) == (2.0,)       # no CuPy call, no planted error

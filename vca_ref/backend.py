@@ -40,12 +40,14 @@ def substitute_cupy(module, special):
     ``cuda.runtime``, ``asarray``, ``asnumpy`` and the array functions of the ops.
     """
     global _cupy, _special
-    saved = _cupy, _special
+    saved = _cupy, _special, list(_pending)
     _cupy, _special = module, special
+    _pending.clear()                     # queued device checks belong to the backend they ran on
     try:
         yield module
     finally:
-        _cupy, _special = saved
+        _cupy, _special = saved[:2]
+        _pending[:] = saved[2]           # the stand-in's unread checks leave with it
 
 
 def cuda_available() -> bool:
